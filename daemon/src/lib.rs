@@ -1,0 +1,2 @@
+//! totemd library: configuration (corosync.conf), threads and queues, control socket server.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! Network readiness tools shared code: totem-ping, totem-pps, totem-latency.
