@@ -1,2 +1,3 @@
-//! The client library applications link (process groups, ordered multicast) and the control protocol types.
+//! The client library applications link (process groups, ordered multicast), the control protocol
+//! types the daemon and its clients share, and the `pvecm` command line built on them.
 #![forbid(unsafe_code)]
