@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 
 use std::ops::Range;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -94,6 +95,35 @@ const _: () = assert!(MAX_FRAME_OVERHEAD < MIN_MTU);
 const _: () = assert!(HEADER_LEN == 36 + NONCE_LEN);
 const _: () = assert!(MAX_PAYLOAD_LEN <= u16::MAX as usize);
 const _: () = assert!(MAX_LINKS <= u8::MAX as usize);
+
+/// An instant on a monotonic clock, in nanoseconds from an arbitrary origin.
+///
+/// The pure modules ([`crate::frag`], [`crate::pmtud`], [`crate::heartbeat`]) take time as an
+/// argument of this type and never read a clock; the reactor converts its clock readings. It is
+/// also what a ping carries ([`PingBody::sent_at_ns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MonoTime(pub u64);
+
+impl MonoTime {
+    /// The clock's origin.
+    pub const ZERO: MonoTime = MonoTime(0);
+
+    /// Nanoseconds since the clock's origin.
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// `self + span`, saturating at the end of time.
+    pub fn saturating_add(self, span: Duration) -> MonoTime {
+        let span_ns = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+        MonoTime(self.0.saturating_add(span_ns))
+    }
+
+    /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: MonoTime) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
 
 /// Bit of [`Header`]'s flags byte: the payload is AES-GCM ciphertext followed by a tag.
 const FLAG_ENCRYPTED: u8 = 0x01;
