@@ -265,6 +265,7 @@ impl PeerPolicy {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
     use super::*;
 
     fn links(spec: &[(u8, bool, u8)]) -> [LinkStatus; MAX_LINKS] {
