@@ -1,1 +1,505 @@
-//! (being written)
+//! Batched datagram I/O for one link socket, with two interchangeable backends.
+//!
+//! [`LinkIo`] owns one bound UDP socket and moves datagrams in batches:
+//! - [`uring`]: io_uring with a multishot `RECVMSG` on a provided-buffer ring and batched `SENDMSG`
+//!   submissions (one `io_uring_enter` per batch);
+//! - [`mmsg`]: `recvmmsg`/`sendmmsg` with `ppoll`, used when io_uring is unavailable (kernel too old,
+//!   `io_uring_disabled`, seccomp) or forced with `TOTEM_IO=mmsg`.
+//!
+//! [`open`] probes once and logs once which backend runs. Both backends report an unreachable
+//! destination (ICMP port/host unreachable via `IP_RECVERR`, or a synchronous `ENETUNREACH` from a
+//! send) as a per-destination [`PathError`], never as an error of the whole socket, and never spin
+//! on it. A [`Waker`] interrupts a blocked receive from another thread (an eventfd write).
+//!
+//! Threading: a [`LinkIo`] may be moved to another thread before its first I/O call; after that,
+//! use it from that thread only (the io_uring ring is created `SINGLE_ISSUER`).
+
+pub mod mmsg;
+mod sockaddr;
+mod sockopt;
+pub mod uring;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which backend to use when opening a link socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring when the probe succeeds, otherwise recvmmsg/sendmmsg; `TOTEM_IO` overrides.
+    #[default]
+    Auto,
+    /// io_uring only; opening fails when it is unavailable.
+    Uring,
+    /// recvmmsg/sendmmsg only.
+    Mmsg,
+}
+
+/// Environment variable that forces a backend: `uring`, `mmsg` or `auto` (DESIGN.md "The packet path").
+pub const BACKEND_ENV_VAR: &str = "TOTEM_IO";
+
+impl Backend {
+    /// The backend named by `TOTEM_IO`, or `None` when it is unset or empty.
+    pub fn from_env() -> Result<Option<Backend>, ParseBackendError> {
+        match std::env::var(BACKEND_ENV_VAR) {
+            Ok(value) if !value.trim().is_empty() => value.parse().map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A `TOTEM_IO` value that names no backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown I/O backend {0:?}: expected uring, mmsg or auto")]
+pub struct ParseBackendError(pub String);
+
+impl FromStr for Backend {
+    type Err = ParseBackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(Backend::Uring),
+            "mmsg" => Ok(Backend::Mmsg),
+            _ => Err(ParseBackendError(s.to_string())),
+        }
+    }
+}
+
+/// The backend a [`LinkIo`] actually runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// io_uring (multishot recvmsg + provided buffers, batched sendmsg).
+    Uring,
+    /// recvmmsg/sendmmsg.
+    Mmsg,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Uring => "io_uring",
+            BackendKind::Mmsg => "mmsg",
+        })
+    }
+}
+
+/// Largest datagram a link carries: knet's `KNET_MAX_PACKET_SIZE` 65536 (REFERENCE.md §1.5).
+pub const MAX_DATAGRAM_BYTES: usize = 65_536;
+/// Socket buffer size asked for: knet's `KNET_RING_RCVBUFF` 8 MiB (REFERENCE.md §1.5).
+pub const SOCKET_BUFFER_BYTES_DEFAULT: usize = 8 * 1024 * 1024;
+/// Datagrams per batch: recvmmsg gains flatten above 8-16 (REFERENCE.md §8, honk PR #80); 64 keeps
+/// syscalls per datagram low under bursts without large per-batch latency.
+pub const BATCH_MAX_DEFAULT: usize = 64;
+/// Receive buffers in the io_uring provided-buffer ring (a power of two, at most 32768).
+pub const RECV_BUFFERS_DEFAULT: u16 = 256;
+
+/// Sizes of one link socket's buffers. Fixed at open: nothing grows afterwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoOptions {
+    /// Largest datagram received intact; longer ones are counted as truncated and dropped.
+    pub max_datagram_bytes: usize,
+    /// Most datagrams moved per send or receive batch.
+    pub batch_max: usize,
+    /// Entries of the io_uring provided-buffer ring (rounded up to a power of two).
+    pub recv_buffers: u16,
+    /// SO_RCVBUF / SO_SNDBUF asked for (the kernel may clamp it unless we are root).
+    pub socket_buffer_bytes: usize,
+}
+
+impl Default for IoOptions {
+    fn default() -> Self {
+        IoOptions {
+            max_datagram_bytes: MAX_DATAGRAM_BYTES,
+            batch_max: BATCH_MAX_DEFAULT,
+            recv_buffers: RECV_BUFFERS_DEFAULT,
+            socket_buffer_bytes: SOCKET_BUFFER_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl IoOptions {
+    fn validate(&self) -> io::Result<()> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+        if self.max_datagram_bytes == 0 || self.max_datagram_bytes > MAX_DATAGRAM_BYTES {
+            return Err(invalid("max_datagram_bytes must be 1..=65536"));
+        }
+        if self.batch_max == 0 || self.batch_max > 1024 {
+            return Err(invalid("batch_max must be 1..=1024"));
+        }
+        if self.recv_buffers == 0 || self.recv_buffers > 32_768 {
+            return Err(invalid("recv_buffers must be 1..=32768"));
+        }
+        Ok(())
+    }
+}
+
+/// A destination (or the path to it) reported an error: ICMP unreachable, ENETUNREACH, EMSGSIZE...
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathError {
+    /// The destination the failed datagram was sent to.
+    pub dest: SocketAddr,
+    /// The errno (`ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`, `EMSGSIZE`, ...).
+    pub errno: i32,
+}
+
+impl PathError {
+    /// The error as an [`io::Error`], for logging.
+    pub fn to_io_error(&self) -> io::Error {
+        io::Error::from_raw_os_error(self.errno)
+    }
+    /// True when the peer or the path is unreachable (as opposed to e.g. a too large datagram).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self.errno,
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+        )
+    }
+}
+
+/// One item handed to the callback of [`LinkIo::recv_each`].
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// A datagram received from `from`.
+    Datagram {
+        /// Source address.
+        from: SocketAddr,
+        /// Payload, valid during the callback only.
+        data: &'a [u8],
+    },
+    /// A send to `dest` failed, now or asynchronously (ICMP).
+    PathError(PathError),
+}
+
+/// What one receive call saw besides datagrams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvSummary {
+    /// Datagrams handed over.
+    pub datagrams: usize,
+    /// Path errors handed over.
+    pub path_errors: usize,
+    /// The [`Waker`] fired during this call.
+    pub woken: bool,
+    /// The deadline passed with nothing to report.
+    pub timed_out: bool,
+}
+
+/// Counters of one link socket (monotonic since open).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Datagrams received and handed over.
+    pub rx_datagrams: u64,
+    /// Datagrams longer than `max_datagram_bytes`, dropped.
+    pub rx_truncated: u64,
+    /// Datagrams sent successfully.
+    pub tx_datagrams: u64,
+    /// Sends that failed with a per-destination error.
+    pub tx_errors: u64,
+    /// Receive (re-)arms after the multishot ended (io_uring only).
+    pub recv_rearms: u64,
+    /// Times the provided-buffer ring ran empty (io_uring only).
+    pub recv_no_buffers: u64,
+    /// System calls that waited for or reaped completions (io_uring_enter / recvmmsg / sendmmsg / ppoll).
+    pub syscalls: u64,
+}
+
+/// A reusable batch of received datagrams: storage for `batch_max` datagrams of
+/// `max_datagram_bytes`, allocated once.
+pub struct RecvBatch {
+    slot_bytes: usize,
+    storage: Box<[u8]>,
+    meta: Vec<(SocketAddr, usize)>,
+    path_errors: Vec<PathError>,
+    woken: bool,
+}
+
+impl RecvBatch {
+    /// Storage sized for `opts` (use the options the socket was opened with).
+    pub fn new(opts: &IoOptions) -> RecvBatch {
+        RecvBatch {
+            slot_bytes: opts.max_datagram_bytes,
+            storage: vec![0u8; opts.max_datagram_bytes * opts.batch_max].into_boxed_slice(),
+            meta: Vec::with_capacity(opts.batch_max),
+            path_errors: Vec::with_capacity(opts.batch_max),
+            woken: false,
+        }
+    }
+    /// A batch without storage, used as a placeholder while the real one is lent out.
+    fn empty() -> RecvBatch {
+        RecvBatch {
+            slot_bytes: 1,
+            storage: Box::new([]),
+            meta: Vec::new(),
+            path_errors: Vec::new(),
+            woken: false,
+        }
+    }
+    /// Number of datagrams held.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+    /// True when no datagram is held.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+    /// Most datagrams one call can hold.
+    pub fn capacity(&self) -> usize {
+        self.storage.len() / self.slot_bytes.max(1)
+    }
+    /// Datagram `i` as (source, payload).
+    pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        let (from, len) = *self.meta.get(i)?;
+        let start = i * self.slot_bytes;
+        Some((from, &self.storage[start..start + len]))
+    }
+    /// All datagrams held, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        (0..self.meta.len()).filter_map(move |i| self.get(i))
+    }
+    /// Per-destination errors seen during the call.
+    pub fn path_errors(&self) -> &[PathError] {
+        &self.path_errors
+    }
+    /// True when the [`Waker`] fired during the call.
+    pub fn woken(&self) -> bool {
+        self.woken
+    }
+    fn clear(&mut self) {
+        self.meta.clear();
+        self.path_errors.clear();
+        self.woken = false;
+    }
+    fn is_full(&self) -> bool {
+        self.meta.len() >= self.capacity()
+    }
+    /// Copies one datagram in; false when the batch is full or the datagram too long.
+    fn push_copy(&mut self, from: SocketAddr, data: &[u8]) -> bool {
+        if self.is_full() || data.len() > self.slot_bytes {
+            return false;
+        }
+        let start = self.meta.len() * self.slot_bytes;
+        self.storage[start..start + data.len()].copy_from_slice(data);
+        self.meta.push((from, data.len()));
+        true
+    }
+}
+
+impl fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("len", &self.meta.len())
+            .field("path_errors", &self.path_errors)
+            .field("woken", &self.woken)
+            .finish()
+    }
+}
+
+/// Wakes a [`LinkIo`] blocked in a receive call, from any thread (an eventfd write).
+#[derive(Clone, Debug)]
+pub struct Waker {
+    fd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    fn new() -> io::Result<Waker> {
+        // SAFETY: eventfd has no pointer arguments; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd: Arc::new(fd) })
+    }
+
+    /// Makes the current or next receive call return (with `woken` set). Never blocks.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we hold open. A failure can only be
+        // EAGAIN at counter overflow (2^64-2 pending wakes), when the reader is woken anyway.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Clears pending wakes; only called after poll said the eventfd is readable.
+    fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; the eventfd is readable so this does not block.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
+
+// One value per link socket, created once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    Uring(uring::UringIo),
+    Mmsg(mmsg::MmsgIo),
+}
+
+/// One bound UDP socket with batched I/O on the backend chosen at [`open`].
+pub struct LinkIo {
+    inner: Inner,
+}
+
+impl fmt::Debug for LinkIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkIo")
+            .field("kind", &self.kind())
+            .field("local_addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+/// Opens a UDP socket bound to `bind` on the requested backend.
+///
+/// `Backend::Auto` honours `TOTEM_IO`, then probes io_uring and falls back to mmsg; the choice is
+/// logged once per process at info level (and the reason of a fallback at warn level).
+pub fn open(bind: SocketAddr, backend: Backend, opts: &IoOptions) -> io::Result<LinkIo> {
+    opts.validate()?;
+    let requested = match backend {
+        Backend::Auto => Backend::from_env()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+            .unwrap_or(Backend::Auto),
+        forced => forced,
+    };
+    let inner = match requested {
+        Backend::Uring => Inner::Uring(uring::UringIo::open(bind, opts)?),
+        Backend::Mmsg => Inner::Mmsg(mmsg::MmsgIo::open(bind, opts)?),
+        Backend::Auto => match uring::UringIo::open(bind, opts) {
+            Ok(io) => Inner::Uring(io),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    || e.kind() == io::ErrorKind::AddrNotAvailable =>
+            {
+                return Err(e)
+            }
+            Err(e) => {
+                log_fallback_once(&e);
+                Inner::Mmsg(mmsg::MmsgIo::open(bind, opts)?)
+            }
+        },
+    };
+    let io = LinkIo { inner };
+    log_backend_once(io.kind());
+    Ok(io)
+}
+
+fn log_backend_once(kind: BackendKind) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| tracing::info!("link I/O backend: {kind}"));
+}
+
+fn log_fallback_once(e: &io::Error) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::warn!("io_uring unavailable ({e}); falling back to recvmmsg/sendmmsg")
+    });
+}
+
+impl LinkIo {
+    /// The backend in use.
+    pub fn kind(&self) -> BackendKind {
+        match &self.inner {
+            Inner::Uring(_) => BackendKind::Uring,
+            Inner::Mmsg(_) => BackendKind::Mmsg,
+        }
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.inner {
+            Inner::Uring(io) => io.local_addr(),
+            Inner::Mmsg(io) => io.local_addr(),
+        }
+    }
+
+    /// The options the socket was opened with.
+    pub fn options(&self) -> &IoOptions {
+        match &self.inner {
+            Inner::Uring(io) => io.options(),
+            Inner::Mmsg(io) => io.options(),
+        }
+    }
+
+    /// A handle that interrupts a blocked receive from another thread.
+    pub fn waker(&self) -> Waker {
+        match &self.inner {
+            Inner::Uring(io) => io.waker(),
+            Inner::Mmsg(io) => io.waker(),
+        }
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> IoStats {
+        match &self.inner {
+            Inner::Uring(io) => io.stats(),
+            Inner::Mmsg(io) => io.stats(),
+        }
+    }
+
+    /// Sends every datagram, in batches of `batch_max` (one submission / one sendmmsg per batch
+    /// when the socket buffer has room). Returns how many were sent; a datagram whose destination
+    /// failed is not counted and is reported as a [`PathError`] by the next receive call. Waits
+    /// for socket buffer space when it is full.
+    pub fn send_batch(&mut self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Uring(io) => io.send_batch(datagrams),
+            Inner::Mmsg(io) => io.send_batch(datagrams),
+        }
+    }
+
+    /// Hands up to `batch_max` received datagrams and pending path errors to `f`, waiting until
+    /// at least one arrives, the [`Waker`] fires or `deadline` passes (`None`: wait indefinitely).
+    /// On io_uring the payload is read straight from the provided buffer (no copy).
+    pub fn recv_each<F>(&mut self, deadline: Option<Instant>, f: F) -> io::Result<RecvSummary>
+    where
+        F: FnMut(Incoming<'_>),
+    {
+        match &mut self.inner {
+            Inner::Uring(io) => io.recv_each(deadline, f),
+            Inner::Mmsg(io) => io.recv_each(deadline, f),
+        }
+    }
+
+    /// Fills `out` (cleared first) like [`LinkIo::recv_each`]; returns the number of datagrams.
+    /// On mmsg the kernel writes straight into `out`; on io_uring each datagram is copied once
+    /// from the provided buffer.
+    pub fn recv_batch(
+        &mut self,
+        out: &mut RecvBatch,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        out.clear();
+        match &mut self.inner {
+            Inner::Uring(io) => {
+                let summary =
+                    io.recv_each_limited(deadline, out.capacity(), |item| match item {
+                        Incoming::Datagram { from, data } => {
+                            // Cannot fail: recv_each_limited hands at most `capacity` datagrams of at
+                            // most max_datagram_bytes (longer ones are dropped as truncated).
+                            let _ = out.push_copy(from, data);
+                        }
+                        Incoming::PathError(e) => out.path_errors.push(e),
+                    })?;
+                out.woken = summary.woken;
+            }
+            Inner::Mmsg(io) => io.recv_into(out, deadline)?,
+        }
+        Ok(out.len())
+    }
+}
+
+/// Milliseconds-or-less remaining until `deadline`, saturating at zero.
+fn remaining(deadline: Instant) -> std::time::Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
