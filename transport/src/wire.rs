@@ -650,6 +650,74 @@ impl MtuProbeBody {
     }
 }
 
+/// The body of the `frame_decode` fuzz target (fuzz/fuzz_targets/frame_decode.rs), here so that
+/// tests run it too. Panics only on a broken invariant, which is what the fuzzer looks for.
+#[doc(hidden)]
+pub fn fuzz_frame_decode(data: &[u8]) {
+    // 1. The whole input as one datagram: whatever decodes re-encodes to the same bytes.
+    if let Ok((header, payload)) = Header::decode(data) {
+        let mut again = [0u8; HEADER_LEN];
+        assert_eq!(header.encode_into(&mut again), Ok(HEADER_LEN));
+        assert_eq!(Some(&again[..]), data.get(..HEADER_LEN));
+        assert_eq!(Some(payload), data.get(header.payload_range()));
+        if !header.encrypted {
+            fuzz_body(header.frame_type, payload, data.len());
+        }
+    }
+    // 2. The input as a stream of datagrams (u16 length prefix each) from one link: data frames
+    //    go through dedupe and reassembly as the reactor would run them.
+    let mut dedupe = crate::dedupe::Dedupe::new();
+    let mut reassembler = crate::frag::Reassembler::new(crate::frag::ReassemblyConfig {
+        max_in_flight_per_peer: 4,
+        ..crate::frag::ReassemblyConfig::default()
+    });
+    let mut rest = data;
+    let mut now = MonoTime::ZERO;
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*len));
+        let (datagram, tail) = tail.split_at(len.min(tail.len()));
+        rest = tail;
+        now = now.saturating_add(Duration::from_millis(1));
+        let Ok((header, payload)) = Header::decode(datagram) else {
+            continue;
+        };
+        if header.frame_type != FrameType::Data || !dedupe.accept(header.source_node_id, header.seq)
+        {
+            continue;
+        }
+        let delivered = reassembler.push(now, header.source_node_id, header.fragment, payload);
+        if let Ok(Some(message)) = delivered {
+            assert!(message.len() <= crate::frag::MAX_MESSAGE_LEN);
+        }
+        reassembler.expire(now);
+    }
+}
+
+fn fuzz_body(frame_type: FrameType, payload: &[u8], datagram_len: usize) {
+    match frame_type {
+        FrameType::Ping | FrameType::Pong => {
+            if let Ok(body) = PingBody::decode(payload) {
+                let mut again = [0u8; PingBody::LEN];
+                assert_eq!(body.encode_into(&mut again), Ok(PingBody::LEN));
+                assert_eq!(&again[..], payload);
+            }
+        }
+        FrameType::MtuReply => {
+            if let Ok(body) = MtuProbeBody::decode_reply(payload) {
+                let mut again = [0u8; MtuProbeBody::LEN];
+                assert_eq!(body.encode_into(&mut again), Ok(MtuProbeBody::LEN));
+                assert_eq!(&again[..], payload);
+            }
+        }
+        FrameType::MtuProbe => {
+            if let Ok(body) = MtuProbeBody::decode_probe(payload, datagram_len) {
+                assert_eq!(usize::from(body.frame_len), datagram_len);
+            }
+        }
+        FrameType::Data => {}
+    }
+}
+
 /// A cursor over untrusted bytes: every read is bounds-checked and returns an error when short.
 struct Reader<'a> {
     rest: &'a [u8],

@@ -137,3 +137,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The fuzz target's body on random inputs and on streams of valid frames (so CI runs it
+    /// without a fuzzer).
+    #[test]
+    fn fuzz_body_holds_on_random_input(bytes in proptest::collection::vec(any::<u8>(), 0..4000)) {
+        totem_transport::wire::fuzz_frame_decode(&bytes);
+    }
+
+    #[test]
+    fn fuzz_body_holds_on_valid_frame_streams(
+        headers in proptest::collection::vec(valid_header(), 1..20),
+        fill in any::<u8>(),
+    ) {
+        let mut stream = Vec::new();
+        for header in headers {
+            let header = Header { encrypted: false, key_id: 0, nonce: [0; NONCE_LEN], ..header };
+            let mut frame = vec![fill; header.frame_len()];
+            header.encode_into(&mut frame).unwrap();
+            totem_transport::wire::fuzz_frame_decode(&frame);
+            stream.extend_from_slice(&(frame.len() as u16).to_be_bytes());
+            stream.extend_from_slice(&frame);
+        }
+        totem_transport::wire::fuzz_frame_decode(&stream);
+    }
+}
