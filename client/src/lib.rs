@@ -1,3 +1,16 @@
 //! The client library applications link (process groups, ordered multicast), the control protocol
 //! types the daemon and its clients share, and the `pvecm` command line built on them.
+//!
+//! - [`proto`]: frames and messages of the control socket, and the status snapshots.
+//! - [`Client`]: a connection to the local daemon (groups, multicast, status requests).
+//! - [`format`]: corosync-quorumtool / corosync-cfgtool / pvecm text and JSON outputs.
+//! - [`keygen`], [`link_spec`]: the pieces of `pvecm` that need no daemon.
 #![forbid(unsafe_code)]
+
+mod client;
+pub mod format;
+pub mod keygen;
+pub mod link_spec;
+pub mod proto;
+
+pub use client::{socket_path, Client, ClientError, DEFAULT_SOCKET_PATH, SOCKET_ENV};

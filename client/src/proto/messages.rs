@@ -1,0 +1,295 @@
+//! The messages of the control protocol: client requests, daemon replies and the events the
+//! daemon pushes (deliveries, process-group and quorum changes).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::status::{LinksStatus, Membership, NodeId, QuorumStatus, RingId};
+
+/// Longest process-group name in bytes (corosync's `CPG_MAX_NAME_LENGTH`, `include/corosync/cpg.h`).
+pub const MAX_GROUP_NAME_BYTES: usize = 128;
+
+/// Largest multicast payload in bytes a client may send or be delivered: 1 MiB, the order of
+/// corosync's default IPC buffer (`ipc_buffer_size`, 1 MiB in `exec/main.c`).
+pub const MAX_MULTICAST_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// A validated process-group name: 1 to [`MAX_GROUP_NAME_BYTES`] bytes of UTF-8 without NUL.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct GroupName(String);
+
+/// Why a string is not a [`GroupName`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupNameError {
+    /// The name is empty.
+    #[error("group name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_GROUP_NAME_BYTES`].
+    #[error("group name is {0} bytes long, the limit is {MAX_GROUP_NAME_BYTES}")]
+    TooLong(usize),
+    /// The name contains a NUL byte.
+    #[error("group name contains a NUL byte")]
+    ContainsNul,
+}
+
+impl GroupName {
+    /// Validates `name`.
+    pub fn new(name: impl Into<String>) -> Result<GroupName, GroupNameError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(GroupNameError::Empty);
+        }
+        if name.len() > MAX_GROUP_NAME_BYTES {
+            return Err(GroupNameError::TooLong(name.len()));
+        }
+        if name.contains('\0') {
+            return Err(GroupNameError::ContainsNul);
+        }
+        Ok(GroupName(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for GroupName {
+    type Error = GroupNameError;
+
+    fn try_from(name: String) -> Result<GroupName, GroupNameError> {
+        GroupName::new(name)
+    }
+}
+
+impl From<GroupName> for String {
+    fn from(name: GroupName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The delivery guarantee a multicast asks for (the Totem paper's two orders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Ordering {
+    /// Delivered in total order as soon as all earlier messages are delivered.
+    Agreed,
+    /// Delivered in total order once every member of the ring has received it.
+    Safe,
+}
+
+/// A request from a client to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// The quorum status snapshot ([`Response::Status`]).
+    Status,
+    /// The current membership ([`Response::Nodes`]).
+    Nodes,
+    /// Link status towards every node ([`Response::Links`]).
+    Links,
+    /// Set expected votes cluster-wide (`corosync-quorumtool -e`, REFERENCE.md §3.3).
+    SetExpectedVotes {
+        /// New expected votes, ≥ 1.
+        expected: u32,
+    },
+    /// Set the votes of a node (`corosync-quorumtool -v`, `-n`).
+    SetVotes {
+        /// Node to change; `None` is the local node.
+        node: Option<NodeId>,
+        /// New votes.
+        votes: u32,
+    },
+    /// Reload the configuration file (like SIGHUP).
+    ReloadConfig,
+    /// Join a process group; the daemon then pushes the group's membership changes and
+    /// deliveries to this connection.
+    JoinGroup {
+        /// Group to join.
+        group: GroupName,
+    },
+    /// Leave a process group.
+    LeaveGroup {
+        /// Group to leave.
+        group: GroupName,
+    },
+    /// Multicast to a group this connection has joined.
+    Multicast {
+        /// Destination group.
+        group: GroupName,
+        /// Requested delivery guarantee.
+        ordering: Ordering,
+        /// Message, at most [`MAX_MULTICAST_PAYLOAD_BYTES`].
+        payload: Vec<u8>,
+    },
+}
+
+impl Request {
+    /// Whether the request changes state (and so needs write permission on the socket).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self, Request::Status | Request::Nodes | Request::Links)
+    }
+}
+
+/// A successful answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Status`].
+    Status(QuorumStatus),
+    /// Answer to [`Request::Nodes`].
+    Nodes(Membership),
+    /// Answer to [`Request::Links`].
+    Links(LinksStatus),
+    /// The request was carried out (set, reload, join, leave, multicast queued).
+    Done,
+}
+
+/// Why the daemon refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ErrorReply {
+    /// Back-pressure: the daemon's queue is full; retry after a delivery or a short wait
+    /// (corosync's `CS_ERR_TRY_AGAIN`).
+    #[error("the daemon is busy, try again")]
+    TryAgain,
+    /// The peer's credentials do not allow the request.
+    #[error("permission denied: {detail}")]
+    PermissionDenied {
+        /// What was refused and why.
+        detail: String,
+    },
+    /// The request could not be decoded or makes no sense in this state.
+    #[error("bad request: {detail}")]
+    BadRequest {
+        /// What was wrong.
+        detail: String,
+    },
+    /// The request is well formed but a value is refused (corosync's `CS_ERR_INVALID_PARAM`).
+    #[error("invalid parameter: {detail}")]
+    InvalidParam {
+        /// Which value and why.
+        detail: String,
+    },
+    /// The client spoke a protocol version the daemon does not.
+    #[error("protocol version mismatch: daemon speaks {daemon}, client sent {client}")]
+    VersionMismatch {
+        /// Version the daemon speaks.
+        daemon: u8,
+        /// Version the client sent.
+        client: u8,
+    },
+    /// The daemon failed to carry out a valid request.
+    #[error("daemon error: {detail}")]
+    Failed {
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// A frame a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMessage {
+    /// Chosen by the client; echoed in the reply.
+    pub request_id: u32,
+    /// What the client asks.
+    pub request: Request,
+}
+
+/// A frame the daemon sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DaemonMessage {
+    /// The answer to the request with the same id.
+    Reply {
+        /// The request's id (0 when the request could not be decoded).
+        request_id: u32,
+        /// The outcome.
+        result: Result<Response, ErrorReply>,
+    },
+    /// Something happened that the connection subscribed to.
+    Event(Event),
+}
+
+/// A message delivered to a group member, in the ring's total order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Group the message was sent to.
+    pub group: GroupName,
+    /// The sending process.
+    pub sender: GroupMember,
+    /// Ring the message was ordered in.
+    pub ring_id: RingId,
+    /// Guarantee the sender asked for.
+    pub ordering: Ordering,
+    /// The message.
+    pub payload: Vec<u8>,
+}
+
+/// One process in a group: a client connection on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// Node the process runs on.
+    pub node: NodeId,
+    /// Process id of the client on that node.
+    pub pid: u32,
+}
+
+/// Why a process left a group (corosync's `cpg_reason_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LeaveReason {
+    /// The process left the group.
+    Left,
+    /// The process's connection to its daemon closed.
+    ProcessDown,
+    /// The process's node left the membership.
+    NodeDown,
+}
+
+/// A process that left a group, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeftMember {
+    /// The process.
+    pub member: GroupMember,
+    /// Why it left.
+    pub reason: LeaveReason,
+}
+
+/// The membership of a group changed (corosync's confchg callback).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMembershipChange {
+    /// The group.
+    pub group: GroupName,
+    /// Ring in which the change is ordered.
+    pub ring_id: RingId,
+    /// Members after the change.
+    pub members: Vec<GroupMember>,
+    /// Processes that joined.
+    pub joined: Vec<GroupMember>,
+    /// Processes that left.
+    pub left: Vec<LeftMember>,
+}
+
+/// The quorum state or the node membership changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumChange {
+    /// Whether the partition is quorate now.
+    pub quorate: bool,
+    /// The new ring.
+    pub ring_id: RingId,
+    /// Node ids of the new membership.
+    pub members: Vec<NodeId>,
+}
+
+/// An unsolicited message from the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A message for a joined group.
+    Delivery(Delivery),
+    /// A joined group's membership changed.
+    GroupMembership(GroupMembershipChange),
+    /// Quorum or node membership changed (sent to every connection that joined a group).
+    Quorum(QuorumChange),
+}
