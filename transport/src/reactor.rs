@@ -1,1 +1,676 @@
-//! (being written)
+//! One link's thread: owns the link's socket ([`crate::io::LinkIo`]) and the heartbeat of every
+//! peer on that link.
+//!
+//! Per wake-up it: applies control messages (peer changes); runs due heartbeat timers and queues
+//! the pings they ask for; drains a bounded batch of received datagrams, decoding each header
+//! (frames of another cluster are dropped before any crypto work), opening encrypted frames,
+//! answering pings and MTU probes itself, feeding pongs and data arrivals to the heartbeat, and
+//! pushing authenticated data frames to the shared receive queue; then drains a bounded batch of
+//! the link's transmit queue, seals each frame in place and sends everything in one batch.
+//! Dedupe and reassembly run on the consumer side ([`crate::linkset`]) because frames of one
+//! message may arrive on several links.
+//!
+//! Buffers come from the shared [`BufferPool`]; the only copy on receive is from the socket
+//! buffer into a pooled frame buffer (needed to open in place and to hand the frame over).
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::heartbeat::{HeartbeatConfig, LinkEvent, LinkHeartbeat, LinkState, RttStats};
+use crate::io::{BackendKind, Incoming, LinkIo, PathError, Waker};
+use crate::linkset::{Event, FrameCrypto};
+use crate::policy::LinkStatus;
+use crate::queue::{BoundedQueue, BufferPool};
+use crate::wire::{
+    split_frame_mut, ClusterId, Fragment, FrameType, Header, MonoTime, MtuProbeBody, PingBody,
+    WireError, HEADER_LEN, MAX_LINKS, NONCE_LEN,
+};
+
+/// Longest a reactor sleeps without looking at its timers: knet's heartbeat tick
+/// `KNET_THREADS_TIMER_RES` 200 ms (REFERENCE §1.3); our timers are usually sooner.
+pub const REACTOR_TICK_MAX: Duration = Duration::from_millis(200);
+/// How often a reactor refreshes the status snapshot read by `LinkSet::status`.
+const SNAPSHOT_PERIOD: Duration = Duration::from_millis(100);
+/// After an I/O error of the whole socket, wait this long before trying again (no busy loop).
+const IO_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A frame queued for one link: the header without crypto fields, and a buffer holding
+/// [`HEADER_LEN`] reserved bytes followed by the payload. The reactor writes the header, seals.
+#[derive(Debug)]
+pub(crate) struct TxFrame {
+    pub(crate) node: u32,
+    pub(crate) header: Header,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// An authenticated data frame for the consumer: the whole datagram, opened in place.
+#[derive(Debug)]
+pub(crate) struct RxFrame {
+    pub(crate) from: u32,
+    pub(crate) link: u8,
+    pub(crate) header: Header,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// A change for a running reactor.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// The peers reachable on this link (node id, address); replaces the previous list.
+    SetPeers(Vec<(u32, SocketAddr)>),
+}
+
+/// Counters shared by every reactor of a link set, by reason.
+#[derive(Debug, Default)]
+pub(crate) struct SharedCounters {
+    pub(crate) rx_frames: AtomicU64,
+    pub(crate) rx_foreign_cluster: AtomicU64,
+    pub(crate) rx_malformed: AtomicU64,
+    pub(crate) rx_auth_failed: AtomicU64,
+    pub(crate) rx_unknown_peer: AtomicU64,
+    pub(crate) rx_wrong_link: AtomicU64,
+    pub(crate) rx_queue_full: AtomicU64,
+    pub(crate) tx_frames: AtomicU64,
+    pub(crate) tx_errors: AtomicU64,
+    pub(crate) tx_no_peer: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+    pub(crate) path_errors: AtomicU64,
+    pub(crate) io_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// State shared by the reactors and the link set.
+pub(crate) struct Shared {
+    pub(crate) node_id: u32,
+    pub(crate) cluster_id: ClusterId,
+    pub(crate) origin: Instant,
+    pub(crate) crypto: Option<FrameCrypto>,
+    pub(crate) rx: BoundedQueue<RxFrame>,
+    pub(crate) events: BoundedQueue<Event>,
+    /// Written once per reactor batch that queued something for the consumer.
+    pub(crate) consumer: Waker,
+    pub(crate) pool: BufferPool,
+    /// Link state per peer for the send-side policy; `generation` bumps on every change.
+    pub(crate) states: Mutex<HashMap<u32, [LinkStatus; MAX_LINKS]>>,
+    pub(crate) generation: AtomicU64,
+    pub(crate) counters: SharedCounters,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> MonoTime {
+        MonoTime(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, at: MonoTime) -> Instant {
+        self.origin + Duration::from_nanos(at.as_nanos())
+    }
+
+    fn set_link_status(&self, node: u32, link: u8, status: LinkStatus) {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = states
+            .entry(node)
+            .or_insert([LinkStatus::default(); MAX_LINKS]);
+        if let Some(slot) = entry.get_mut(usize::from(link)) {
+            if *slot != status {
+                *slot = status;
+                self.generation.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// What `LinkSet::status` reports about one peer on one link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PeerSnapshot {
+    pub(crate) node: u32,
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: LinkState,
+    pub(crate) rtt: RttStats,
+    pub(crate) rtt_p99: Option<Duration>,
+}
+
+/// The fixed part of a link's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkParams {
+    pub(crate) link: u8,
+    pub(crate) priority: u8,
+    pub(crate) heartbeat: HeartbeatConfig,
+    pub(crate) peers: Vec<(u32, SocketAddr)>,
+    pub(crate) cpu: Option<usize>,
+}
+
+/// The link set's handle on a running reactor.
+pub(crate) struct ReactorHandle {
+    pub(crate) link: u8,
+    pub(crate) priority: u8,
+    pub(crate) kind: BackendKind,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) tx: Arc<BoundedQueue<TxFrame>>,
+    pub(crate) snapshot: Arc<Mutex<Vec<PeerSnapshot>>>,
+    control: Arc<BoundedQueue<Control>>,
+    waker: Waker,
+    idle: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReactorHandle {
+    /// Wakes the reactor if it sleeps (one eventfd write; none while it is busy).
+    pub(crate) fn notify(&self) {
+        if self.idle.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
+    /// Queues a control message and wakes the reactor.
+    pub(crate) fn control(&self, control: Control) -> bool {
+        let queued = self.control.push(control).is_ok();
+        self.waker.wake();
+        queued
+    }
+
+    /// Stops the thread and waits for it.
+    pub(crate) fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("link {} reactor thread panicked", self.link);
+            }
+        }
+    }
+}
+
+impl Drop for ReactorHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts the reactor thread of one link on an already opened socket.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    params: LinkParams,
+    io: LinkIo,
+    tx_capacity: usize,
+) -> std::io::Result<ReactorHandle> {
+    let tx = Arc::new(BoundedQueue::new(tx_capacity));
+    let control = Arc::new(BoundedQueue::new(16));
+    let snapshot = Arc::new(Mutex::new(Vec::new()));
+    let idle = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let waker = io.waker();
+    let kind = io.kind();
+    let local_addr = io.local_addr()?;
+    let now = shared.now();
+    let batch_max = io.options().batch_max;
+    let mut reactor = Reactor {
+        link: params.link,
+        priority: params.priority,
+        heartbeat: params.heartbeat,
+        peers: Vec::new(),
+        by_node: HashMap::new(),
+        tx: Arc::clone(&tx),
+        control: Arc::clone(&control),
+        snapshot: Arc::clone(&snapshot),
+        idle: Arc::clone(&idle),
+        stop: Arc::clone(&stop),
+        out: Vec::with_capacity(batch_max * 2),
+        send_list: Vec::with_capacity(batch_max * 2),
+        batch_max,
+        pushed_for_consumer: false,
+        last_snapshot: None,
+        shared,
+    };
+    reactor.set_peers(params.peers, now);
+    let cpu = params.cpu;
+    let link = params.link;
+    let thread = std::thread::Builder::new()
+        .name(format!("totem-link{link}"))
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = crate::io::pin_current_thread(cpu) {
+                    tracing::warn!("link {link}: cannot pin reactor to cpu {cpu}: {e}");
+                }
+            }
+            reactor.run(io);
+        })?;
+    Ok(ReactorHandle {
+        link: params.link,
+        priority: params.priority,
+        kind,
+        local_addr,
+        tx,
+        snapshot,
+        control,
+        waker,
+        idle,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct PeerLink {
+    node: u32,
+    addr: SocketAddr,
+    heartbeat: LinkHeartbeat,
+    unreachable_reported: bool,
+}
+
+struct Reactor {
+    link: u8,
+    priority: u8,
+    heartbeat: HeartbeatConfig,
+    peers: Vec<PeerLink>,
+    by_node: HashMap<u32, usize>,
+    tx: Arc<BoundedQueue<TxFrame>>,
+    control: Arc<BoundedQueue<Control>>,
+    snapshot: Arc<Mutex<Vec<PeerSnapshot>>>,
+    idle: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// Frames to send in this batch (destination, sealed frame in a pooled buffer).
+    out: Vec<(SocketAddr, Vec<u8>)>,
+    /// The batch as the socket takes it; only its allocation is kept between batches.
+    send_list: Vec<(SocketAddr, &'static [u8])>,
+    batch_max: usize,
+    pushed_for_consumer: bool,
+    last_snapshot: Option<Instant>,
+    shared: Arc<Shared>,
+}
+
+impl Reactor {
+    fn run(mut self, mut io: LinkIo) {
+        while !self.stop.load(Ordering::SeqCst) {
+            while let Some(control) = self.control.pop() {
+                match control {
+                    Control::SetPeers(peers) => self.set_peers(peers, self.shared.now()),
+                }
+            }
+            self.drive_timers(self.shared.now());
+            self.drain_tx();
+            self.flush(&mut io);
+            self.publish_snapshot(false);
+            if std::mem::take(&mut self.pushed_for_consumer) {
+                self.shared.consumer.wake();
+            }
+            let deadline = self.next_deadline();
+            self.idle.store(true, Ordering::SeqCst);
+            let busy =
+                !self.tx.is_empty() || !self.control.is_empty() || self.stop.load(Ordering::SeqCst);
+            let deadline = if busy { Instant::now() } else { deadline };
+            let result = io.recv_each(Some(deadline), |incoming| self.on_incoming(incoming));
+            self.idle.store(false, Ordering::SeqCst);
+            if let Err(e) = result {
+                bump(&self.shared.counters.io_errors);
+                tracing::error!("link {}: receive failed: {e}", self.link);
+                std::thread::sleep(IO_ERROR_BACKOFF);
+            }
+        }
+        // Going away: the policy must stop using this link.
+        for peer in &self.peers {
+            self.shared
+                .set_link_status(peer.node, self.link, LinkStatus::default());
+        }
+    }
+
+    fn set_peers(&mut self, peers: Vec<(u32, SocketAddr)>, now: MonoTime) {
+        let mut old: HashMap<u32, PeerLink> = self.peers.drain(..).map(|p| (p.node, p)).collect();
+        self.by_node.clear();
+        for (node, addr) in peers {
+            if node == self.shared.node_id || self.by_node.contains_key(&node) {
+                continue;
+            }
+            let peer = match old.remove(&node) {
+                Some(existing) if existing.addr == addr => existing,
+                _ => {
+                    self.shared
+                        .set_link_status(node, self.link, self.status_of(LinkState::Down));
+                    PeerLink {
+                        node,
+                        addr,
+                        heartbeat: LinkHeartbeat::new(self.heartbeat, node, self.link, now),
+                        unreachable_reported: false,
+                    }
+                }
+            };
+            self.by_node.insert(node, self.peers.len());
+            self.peers.push(peer);
+        }
+        for gone in old.into_values() {
+            self.shared
+                .set_link_status(gone.node, self.link, LinkStatus::default());
+        }
+        for index in 0..self.peers.len() {
+            self.after_heartbeat(index);
+        }
+        self.publish_snapshot(true);
+    }
+
+    fn status_of(&self, state: LinkState) -> LinkStatus {
+        LinkStatus {
+            usable: state != LinkState::Down,
+            suspect: state == LinkState::Suspect,
+            priority: self.priority,
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let cap = Instant::now() + REACTOR_TICK_MAX;
+        self.peers
+            .iter()
+            .filter_map(|p| p.heartbeat.poll_timeout())
+            .map(|at| self.shared.instant(at))
+            .fold(cap, Instant::min)
+    }
+
+    fn drive_timers(&mut self, now: MonoTime) {
+        for index in 0..self.peers.len() {
+            let due = self.peers[index]
+                .heartbeat
+                .poll_timeout()
+                .is_some_and(|at| at <= now);
+            if due {
+                self.peers[index].heartbeat.handle_timeout(now);
+            }
+            self.after_heartbeat(index);
+        }
+    }
+
+    /// Sends the ping a heartbeat asks for and publishes its events.
+    fn after_heartbeat(&mut self, index: usize) {
+        if let Some(ping) = self.peers[index].heartbeat.poll_ping() {
+            let mut body = [0u8; PingBody::LEN];
+            if ping.encode_into(&mut body).is_ok() {
+                self.queue_control(index, FrameType::Ping, &body);
+            }
+        }
+        while let Some(event) = self.peers[index].heartbeat.poll_event() {
+            let peer = &self.peers[index];
+            let status = self.status_of(peer.heartbeat.state());
+            self.shared.set_link_status(peer.node, self.link, status);
+            match event {
+                LinkEvent::LinkUp { .. } | LinkEvent::LinkDown { .. } => tracing::info!("{event}"),
+                LinkEvent::Suspect { .. } | LinkEvent::Recovered { .. } => {
+                    tracing::warn!("{event}")
+                }
+            }
+            if self.shared.events.push(Event::Link(event)).is_err() {
+                bump(&self.shared.counters.events_dropped);
+            }
+            self.pushed_for_consumer = true;
+            self.last_snapshot = None; // refresh the status snapshot now
+        }
+    }
+
+    /// Builds a control frame (ping, pong, MTU reply) to peer `index` and queues it for sending.
+    fn queue_control(&mut self, index: usize, frame_type: FrameType, body: &[u8]) {
+        let Ok(payload_len) = u16::try_from(body.len()) else {
+            return;
+        };
+        let header = Header {
+            frame_type,
+            encrypted: false,
+            key_id: 0,
+            link_number: self.link,
+            cluster_id: self.shared.cluster_id,
+            source_node_id: self.shared.node_id,
+            seq: 0,
+            fragment: Fragment::WHOLE,
+            payload_len,
+            nonce: [0; NONCE_LEN],
+        };
+        let mut buf = self.shared.pool.take();
+        buf.resize(HEADER_LEN, 0);
+        buf.extend_from_slice(body);
+        let addr = self.peers[index].addr;
+        self.seal_and_queue(addr, header, buf);
+    }
+
+    /// Writes the header (with crypto fields when encrypting), seals in place, appends the tag
+    /// and queues the frame; a frame that cannot be encoded is counted and dropped.
+    fn seal_and_queue(&mut self, addr: SocketAddr, mut header: Header, mut buf: Vec<u8>) {
+        let sealed = match &self.shared.crypto {
+            None => header.encode_into(&mut buf).is_ok(),
+            Some(crypto) => {
+                let (key_id, nonce) = crypto.sealer.next_nonce();
+                header.encrypted = true;
+                header.key_id = key_id;
+                header.nonce = nonce;
+                if header.encode_into(&mut buf).is_ok() {
+                    let (aad, payload) = buf.split_at_mut(HEADER_LEN);
+                    let tag = crypto.sealer.seal_in_place(&nonce, aad, payload);
+                    buf.extend_from_slice(&tag);
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if sealed {
+            self.out.push((addr, buf));
+        } else {
+            bump(&self.shared.counters.tx_errors);
+            self.shared.pool.give(buf);
+        }
+    }
+
+    fn drain_tx(&mut self) {
+        while self.out.len() < self.batch_max {
+            let Some(frame) = self.tx.pop() else { break };
+            let Some(&index) = self.by_node.get(&frame.node) else {
+                bump(&self.shared.counters.tx_no_peer);
+                self.shared.pool.give(frame.buf);
+                continue;
+            };
+            let addr = self.peers[index].addr;
+            let header = Header {
+                link_number: self.link,
+                ..frame.header
+            };
+            self.seal_and_queue(addr, header, frame.buf);
+        }
+    }
+
+    fn flush(&mut self, io: &mut LinkIo) {
+        if self.out.is_empty() {
+            return;
+        }
+        let mut list = recycle(std::mem::take(&mut self.send_list));
+        list.extend(self.out.iter().map(|(addr, buf)| (*addr, buf.as_slice())));
+        match io.send_batch(&list) {
+            Ok(sent) => {
+                self.shared
+                    .counters
+                    .tx_frames
+                    .fetch_add(sent as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                bump(&self.shared.counters.io_errors);
+                tracing::warn!("link {}: send failed: {e}", self.link);
+            }
+        }
+        list.clear();
+        self.send_list = recycle(list);
+        for (_, buf) in self.out.drain(..) {
+            self.shared.pool.give(buf);
+        }
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming<'_>) {
+        match incoming {
+            Incoming::Datagram { data, .. } => self.on_datagram(data),
+            Incoming::PathError(error) => self.on_path_error(error),
+        }
+    }
+
+    fn on_path_error(&mut self, error: PathError) {
+        bump(&self.shared.counters.path_errors);
+        let Some(index) = self.peers.iter().position(|p| p.addr == error.dest) else {
+            return;
+        };
+        if !error.is_unreachable() {
+            return;
+        }
+        let now = self.shared.now();
+        let peer = &mut self.peers[index];
+        if !peer.unreachable_reported {
+            peer.unreachable_reported = true;
+            tracing::warn!(
+                "link {}: host {} unreachable at {}: {}",
+                self.link,
+                peer.node,
+                peer.addr,
+                error.to_io_error()
+            );
+            let event = Event::PeerUnreachable {
+                node: peer.node,
+                link: self.link,
+            };
+            if self.shared.events.push(event).is_err() {
+                bump(&self.shared.counters.events_dropped);
+            }
+            self.pushed_for_consumer = true;
+        }
+        peer.heartbeat.handle_transport_error(now);
+        self.after_heartbeat(index);
+    }
+
+    fn on_datagram(&mut self, data: &[u8]) {
+        let counters = &self.shared.counters;
+        let header = match Header::decode_for_cluster(data, self.shared.cluster_id) {
+            Ok((header, _)) => header,
+            Err(WireError::ForeignCluster { .. }) => return bump(&counters.rx_foreign_cluster),
+            Err(_) => return bump(&counters.rx_malformed),
+        };
+        let Some(&index) = self.by_node.get(&header.source_node_id) else {
+            return bump(&counters.rx_unknown_peer);
+        };
+        if header.link_number != self.link {
+            return bump(&counters.rx_wrong_link);
+        }
+        let mut buf = self.shared.pool.take();
+        buf.extend_from_slice(data);
+        if !self.open(&header, &mut buf) {
+            bump(&self.shared.counters.rx_auth_failed);
+            self.shared.pool.give(buf);
+            return;
+        }
+        bump(&self.shared.counters.rx_frames);
+        let now = self.shared.now();
+        self.peers[index].unreachable_reported = false;
+        let payload_range = header.payload_range();
+        match header.frame_type {
+            FrameType::Data => {
+                self.peers[index].heartbeat.handle_data(now);
+                let frame = RxFrame {
+                    from: header.source_node_id,
+                    link: self.link,
+                    header,
+                    buf,
+                };
+                match self.shared.rx.push(frame) {
+                    Ok(()) => self.pushed_for_consumer = true,
+                    Err(full) => {
+                        bump(&self.shared.counters.rx_queue_full);
+                        self.shared.pool.give(full.0.buf);
+                    }
+                }
+            }
+            FrameType::Ping => {
+                self.peers[index].heartbeat.handle_ping(now);
+                let mut body = [0u8; PingBody::LEN];
+                if let Some(payload) = buf.get(payload_range) {
+                    if PingBody::decode(payload).is_ok() {
+                        body.copy_from_slice(payload);
+                        self.queue_control(index, FrameType::Pong, &body);
+                    }
+                }
+                self.shared.pool.give(buf);
+            }
+            FrameType::Pong => {
+                if let Some(Ok(body)) = buf.get(payload_range).map(PingBody::decode) {
+                    self.peers[index].heartbeat.handle_pong(now, body);
+                }
+                self.shared.pool.give(buf);
+            }
+            FrameType::MtuProbe => {
+                let probe = buf
+                    .get(payload_range)
+                    .map(|p| MtuProbeBody::decode_probe(p, data.len()));
+                if let Some(Ok(probe)) = probe {
+                    let mut body = [0u8; MtuProbeBody::LEN];
+                    if probe.encode_into(&mut body).is_ok() {
+                        self.queue_control(index, FrameType::MtuReply, &body);
+                    }
+                }
+                self.shared.pool.give(buf);
+            }
+            FrameType::MtuReply => self.shared.pool.give(buf),
+        }
+        self.after_heartbeat(index);
+    }
+
+    /// Opens an encrypted frame in place; false when it must be dropped (bad tag, replay, or an
+    /// encryption mismatch between the peers).
+    fn open(&self, header: &Header, buf: &mut [u8]) -> bool {
+        match (&self.shared.crypto, header.encrypted) {
+            (None, false) => true,
+            (Some(crypto), true) => {
+                let Ok(parts) = split_frame_mut(buf, header) else {
+                    return false;
+                };
+                let Some(tag) = parts.tag else { return false };
+                crypto.opener.open_in_place(
+                    header.source_node_id,
+                    header.key_id,
+                    &header.nonce,
+                    parts.aad,
+                    parts.payload,
+                    tag,
+                )
+            }
+            _ => false,
+        }
+    }
+
+    fn publish_snapshot(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force
+            && self
+                .last_snapshot
+                .is_some_and(|at| now.duration_since(at) < SNAPSHOT_PERIOD)
+        {
+            return;
+        }
+        self.last_snapshot = Some(now);
+        let mut snapshot = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        snapshot.clear();
+        snapshot.extend(self.peers.iter().map(|p| PeerSnapshot {
+            node: p.node,
+            addr: p.addr,
+            state: p.heartbeat.state(),
+            rtt: p.heartbeat.rtt(),
+            rtt_p99: p.heartbeat.rtt_quantile(0.99),
+        }));
+    }
+}
+
+/// Reuses an empty vector's allocation for another lifetime of its borrowed items (the in-place
+/// collect keeps the allocation because the layouts are equal; the closure never runs).
+fn recycle<'b>(mut list: Vec<(SocketAddr, &[u8])>) -> Vec<(SocketAddr, &'b [u8])> {
+    list.clear();
+    list.into_iter().map(|(addr, _)| (addr, &[][..])).collect()
+}

@@ -308,7 +308,8 @@ pub struct Waker {
 }
 
 impl Waker {
-    fn new() -> io::Result<Waker> {
+    /// A new eventfd-backed waker.
+    pub fn new() -> io::Result<Waker> {
         // SAFETY: eventfd has no pointer arguments; a non-negative result is a new fd we own.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -327,8 +328,37 @@ impl Waker {
         let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    fn raw_fd(&self) -> RawFd {
+    /// The eventfd: readable after [`Waker::wake`] until [`Waker::wait`] consumes the wake.
+    pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// Blocks until a [`Waker::wake`] or `timeout`; consumes pending wakes. True when woken.
+    pub fn wait(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one live pollfd, a live timespec, no signal mask.
+        let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(err)
+            };
+        }
+        if rc > 0 && pfd.revents & libc::POLLIN != 0 {
+            self.drain();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Clears pending wakes; only called after poll said the eventfd is readable.
@@ -502,4 +532,26 @@ impl LinkIo {
 /// Milliseconds-or-less remaining until `deadline`, saturating at zero.
 fn remaining(deadline: Instant) -> std::time::Duration {
     deadline.saturating_duration_since(Instant::now())
+}
+
+/// Pins the calling thread to CPU `cpu` (for a link reactor's thread).
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cpu {cpu} out of range"),
+        ));
+    }
+    // SAFETY: cpu_set_t is POD (zero = empty set); CPU_SET writes inside it (cpu checked above);
+    // sched_setaffinity reads the set of the size passed, for the calling thread (pid 0).
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -1,0 +1,260 @@
+//! The link set over loopback (127.0.0.1/127.0.0.2/127.0.0.3), each test against both backends:
+//! preferred link, priorities, active mode dedupe, foreign clusters, back-pressure, 1 MiB messages.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use totem_transport::io::BackendKind;
+use totem_transport::linkset::{Dest, Event, SendError};
+use totem_transport::policy::LinkMode;
+
+fn two_nodes(
+    backend: totem_transport::io::Backend,
+    mode: LinkMode,
+    prio: [u8; 2],
+) -> Vec<totem_transport::linkset::LinkSet> {
+    let a = NodeSpec {
+        node_id: 1,
+        ip: "127.0.0.1",
+        priorities: prio.to_vec(),
+    };
+    let b = NodeSpec {
+        node_id: 2,
+        ip: "127.0.0.2",
+        priorities: prio.to_vec(),
+    };
+    start_all(vec![
+        config(&a, backend, mode, "test"),
+        config(&b, backend, mode, "test"),
+    ])
+}
+
+#[test]
+fn data_flows_on_the_preferred_link() {
+    for backend in BACKENDS {
+        for (prio, expected_link) in [([1u8, 1u8], 0u8), ([10, 20], 1)] {
+            let sets = two_nodes(backend, LinkMode::Passive, prio);
+            let want = if backend == totem_transport::io::Backend::Uring {
+                BackendKind::Uring
+            } else {
+                BackendKind::Mmsg
+            };
+            assert!(sets[0].backends().iter().all(|(_, k)| *k == want));
+            let (mut la, mut lb) = (Log::default(), Log::default());
+            wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
+            wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+            for i in 0..20u32 {
+                sets[0].send(Dest::Node(2), &i.to_le_bytes()).unwrap();
+            }
+            assert!(pump(&sets[1], &mut lb, Duration::from_secs(5), |l| l
+                .messages()
+                .len()
+                >= 20));
+            let msgs = lb.messages();
+            assert_eq!(msgs.len(), 20, "{backend:?}");
+            for (i, (_, from, link, data)) in msgs.iter().enumerate() {
+                assert_eq!(
+                    (*from, *link),
+                    (1, expected_link),
+                    "{backend:?} prio {prio:?}"
+                );
+                assert_eq!(data, &(i as u32).to_le_bytes());
+            }
+            let status = sets[0].status();
+            let active: Vec<_> = status.iter().filter(|s| s.active).map(|s| s.link).collect();
+            assert_eq!(active, vec![expected_link], "{status:?}");
+            assert!(status.iter().all(|s| s.connected && s.rtt.samples > 0));
+        }
+    }
+}
+
+#[test]
+fn active_mode_delivers_each_message_once() {
+    for backend in BACKENDS {
+        let sets = two_nodes(backend, LinkMode::Active, [1, 1]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
+        wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+        for i in 0..50u32 {
+            sets[0].send(Dest::AllPeers, &i.to_le_bytes()).unwrap();
+        }
+        pump(&sets[1], &mut lb, Duration::from_millis(1500), |_| false);
+        let got: Vec<Vec<u8>> = lb.messages().into_iter().map(|m| m.3).collect();
+        let want: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        assert_eq!(got, want, "{backend:?}");
+        let counters = sets[1].counters();
+        assert!(counters.dedupe.duplicates >= 40, "{backend:?} {counters:?}");
+    }
+}
+
+#[test]
+fn three_nodes_broadcast_and_foreign_cluster_is_ignored_and_counted() {
+    for backend in BACKENDS {
+        let specs: Vec<NodeSpec> = (1..=3)
+            .map(|n| NodeSpec {
+                node_id: n,
+                ip: ["127.0.0.1", "127.0.0.2", "127.0.0.3"][n as usize - 1],
+                priorities: vec![1],
+            })
+            .collect();
+        let mut configs: Vec<_> = specs
+            .iter()
+            .map(|s| config(s, backend, LinkMode::Passive, "alpha"))
+            .collect();
+        // Node 3 belongs to another cluster but is configured as a peer of 1 and 2.
+        configs[2].cluster_name = "beta".into();
+        let sets = start_all(configs);
+        let mut logs: Vec<Log> = (0..3).map(|_| Log::default()).collect();
+        wait_links_up(&sets[0], &mut logs[0], &[(2, 0)]);
+        wait_links_up(&sets[1], &mut logs[1], &[(1, 0)]);
+        sets[0].send(Dest::AllPeers, b"to everyone").unwrap();
+        assert!(pump(&sets[1], &mut logs[1], Duration::from_secs(3), |l| !l
+            .messages()
+            .is_empty()));
+        pump(&sets[2], &mut logs[2], Duration::from_millis(300), |_| {
+            false
+        });
+        assert_eq!(logs[1].messages()[0].3, b"to everyone");
+        assert!(
+            logs[2].messages().is_empty() && logs[2].link_events().is_empty(),
+            "{backend:?}"
+        );
+        assert!(
+            sets[2].counters().rx_foreign_cluster > 0,
+            "{:?}",
+            sets[2].counters()
+        );
+        assert!(
+            sets[0].counters().rx_foreign_cluster > 0,
+            "{:?}",
+            sets[0].counters()
+        );
+        assert_eq!(
+            sets[0]
+                .status()
+                .iter()
+                .filter(|s| s.node_id == 3 && s.connected)
+                .count(),
+            0
+        );
+    }
+}
+
+#[test]
+fn messages_up_to_one_mebibyte_arrive_intact() {
+    for backend in BACKENDS {
+        let sets = two_nodes(backend, LinkMode::Passive, [1, 1]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&sets[0], &mut la, &[(2, 0)]);
+        wait_links_up(&sets[1], &mut lb, &[(1, 0)]);
+        let sizes = [0usize, 1, 1400, 1500, 65_536, 1 << 20];
+        for (i, &size) in sizes.iter().enumerate() {
+            let msg: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
+            sets[0].send(Dest::Node(2), &msg).unwrap();
+            assert!(
+                pump(&sets[1], &mut lb, Duration::from_secs(10), |l| l
+                    .messages()
+                    .len()
+                    > i),
+                "{backend:?} size {size}"
+            );
+            assert_eq!(lb.messages()[i].3, msg, "{backend:?} size {size}");
+        }
+        let too_big = vec![0u8; (1 << 20) + 1];
+        assert!(matches!(
+            sets[0].send(Dest::Node(2), &too_big),
+            Err(SendError::TooLarge { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_full_queue_reports_back_pressure() {
+    for backend in BACKENDS {
+        let a = NodeSpec {
+            node_id: 1,
+            ip: "127.0.0.1",
+            priorities: vec![1],
+        };
+        let b = NodeSpec {
+            node_id: 2,
+            ip: "127.0.0.2",
+            priorities: vec![1],
+        };
+        let mut ca = config(&a, backend, LinkMode::Passive, "test");
+        ca.tx_queue_capacity = 8;
+        let mut cb = config(&b, backend, LinkMode::Passive, "test");
+        cb.rx_queue_capacity = 4;
+        let sets = start_all(vec![ca, cb]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&sets[0], &mut la, &[(2, 0)]);
+        wait_links_up(&sets[1], &mut lb, &[(1, 0)]);
+        // 20 fragments never fit a queue of 8.
+        let big = vec![1u8; 20 * 1400];
+        assert_eq!(sets[0].send(Dest::Node(2), &big), Err(SendError::Full));
+        assert!(sets[0].counters().tx_queue_full >= 1);
+        // The receiver does not read: its receive queue of 4 fills and further frames are counted.
+        let mut refused = 0;
+        for i in 0..200u32 {
+            if sets[0].send(Dest::Node(2), &i.to_le_bytes()) == Err(SendError::Full) {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let counters = sets[1].counters();
+        assert!(
+            counters.rx_queue_full > 0,
+            "{backend:?} {counters:?} refused {refused}"
+        );
+        // Unknown peers are refused, not silently dropped.
+        assert_eq!(
+            sets[0].send(Dest::Node(99), b"x"),
+            Err(SendError::UnknownPeer(99))
+        );
+        let _ = lb;
+    }
+}
+
+#[test]
+fn unreachable_peer_is_reported_once_without_spinning() {
+    for backend in BACKENDS {
+        let sets = two_nodes(backend, LinkMode::Passive, [1, 1]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
+        // Node 2 goes away: its ports now answer with ICMP port unreachable.
+        let mut sets = sets;
+        let b = sets.pop().unwrap();
+        b.shutdown();
+        let _ = &mut lb;
+        assert!(pump(&sets[0], &mut la, Duration::from_secs(3), |l| l
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::PeerUnreachable { node: 2, .. }))
+            .count()
+            >= 2));
+        pump(&sets[0], &mut la, Duration::from_millis(300), |_| false);
+        let downs = la
+            .link_events()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    totem_transport::heartbeat::LinkEvent::LinkDown { host_id: 2, .. }
+                )
+            })
+            .count();
+        assert_eq!(downs, 2, "{backend:?} {:?}", la.link_events());
+        let unreachable = la
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::PeerUnreachable { .. }))
+            .count();
+        // Pings every 40 ms keep failing; the notice is given once per link, not per ping.
+        assert_eq!(unreachable, 2, "{backend:?}");
+        assert!(sets[0].counters().io_errors == 0);
+    }
+}
