@@ -9,5 +9,6 @@ mod quorumtool;
 pub use json::{links_json, nodes_json, status_json};
 pub use links::{cfgtool_nodes, cfgtool_status, pvecm_links};
 pub use quorumtool::{
-    ctime, membership_list, pvecm_nodes, pvecm_status, quorum_status, NameFormat, NodeIdFormat,
+    ctime, membership_list, pvecm_nodes, pvecm_status, quorum_status, status_exit_code, NameFormat,
+    NodeIdFormat, EXIT_NOT_QUORATE,
 };

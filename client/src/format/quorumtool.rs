@@ -17,6 +17,20 @@ const PVECM_LABEL_WIDTH: usize = 17;
 /// Node id of the quorum device row (`VOTEQUORUM_QDEVICE_NODEID`).
 const QDEVICE_NODE_ID: u32 = 0;
 
+/// Exit status of `corosync-quorumtool -s` and `pvecm status` when not quorate
+/// (`EXIT_NOT_QUORATE`, `tools/corosync-quorumtool.c` l.88).
+pub const EXIT_NOT_QUORATE: u8 = 2;
+
+/// Exit status of `corosync-quorumtool -s` and `pvecm status` for `status`: 0 quorate, else
+/// [`EXIT_NOT_QUORATE`].
+pub fn status_exit_code(status: &QuorumStatus) -> u8 {
+    if status.quorate {
+        0
+    } else {
+        EXIT_NOT_QUORATE
+    }
+}
+
 /// How node ids are printed: decimal (default) or `-H` hexadecimal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeIdFormat {

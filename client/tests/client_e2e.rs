@@ -1,0 +1,259 @@
+//! The `Client` library end to end over a real Unix socket against the fake daemon: status
+//! requests, process groups, ordered multicast, membership events, back-pressure and errors.
+
+#[allow(dead_code)]
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::thread;
+use std::time::Duration;
+
+use common::fake_server::FakeServer;
+use common::snapshots::{self, State};
+use totem_client::proto::{
+    encode_frame, ErrorReply, Event, GroupName, LeaveReason, Ordering, Request, RingId,
+    MAX_MULTICAST_PAYLOAD_BYTES,
+};
+use totem_client::{Client, ClientError};
+
+/// How long a test waits for an event that must come.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+fn group(name: &str) -> GroupName {
+    GroupName::new(name).expect("valid group name")
+}
+
+/// The next event, which must arrive.
+fn expect_event(client: &mut Client) -> Event {
+    client
+        .next_event(Some(EVENT_WAIT))
+        .expect("event read")
+        .expect("an event within the wait")
+}
+
+#[test]
+fn status_nodes_and_links_come_back_as_sent() {
+    let server = FakeServer::start(State::ThirdKilled);
+    let mut client = Client::connect(&server.path).expect("connects");
+    assert_eq!(
+        client.status().expect("status"),
+        snapshots::quorum_status(State::ThirdKilled)
+    );
+    assert_eq!(
+        client.nodes().expect("nodes"),
+        snapshots::membership(State::ThirdKilled)
+    );
+    assert_eq!(
+        client.links().expect("links"),
+        snapshots::links_status(State::ThirdKilled)
+    );
+}
+
+#[test]
+fn expected_votes_follow_the_daemon_verdict() {
+    let server = FakeServer::start(State::AllUp);
+    let mut client = Client::connect(&server.path).expect("connects");
+    let refused = client.set_expected_votes(1).expect_err("below total votes");
+    assert!(
+        matches!(
+            refused,
+            ClientError::Daemon(ErrorReply::InvalidParam { .. })
+        ),
+        "{refused}"
+    );
+    client.set_expected_votes(5).expect("accepted");
+    assert_eq!(server.expected_votes(), 5);
+    client.set_votes(Some(2), 2).expect("votes set");
+    client.reload_config().expect("reloaded");
+    assert_eq!(
+        server.requests_seen(),
+        vec![
+            Request::SetExpectedVotes { expected: 1 },
+            Request::SetExpectedVotes { expected: 5 },
+            Request::SetVotes {
+                node: Some(2),
+                votes: 2
+            },
+            Request::ReloadConfig,
+        ]
+    );
+}
+
+#[test]
+fn two_clients_see_joins_deliveries_in_one_order_and_leaves() {
+    let server = FakeServer::start(State::AllUp);
+    let name = group("vm-locks");
+    let mut first = Client::connect(&server.path).expect("connects");
+    let mut second = Client::connect(&server.path).expect("connects");
+
+    first.join(&name).expect("first joins");
+    let Event::GroupMembership(change) = expect_event(&mut first) else {
+        panic!("expected a membership change");
+    };
+    assert_eq!(change.group, name);
+    assert_eq!(change.members.len(), 1);
+    assert_eq!(change.joined, change.members);
+
+    second.join(&name).expect("second joins");
+    for client in [&mut first, &mut second] {
+        let Event::GroupMembership(change) = expect_event(client) else {
+            panic!("expected a membership change");
+        };
+        assert_eq!(change.members.len(), 2);
+        assert_eq!(change.joined.len(), 1);
+    }
+
+    first
+        .multicast(&name, Ordering::Agreed, b"one")
+        .expect("sent");
+    second
+        .multicast(&name, Ordering::Safe, b"two")
+        .expect("sent");
+    first
+        .multicast(&name, Ordering::Agreed, b"three")
+        .expect("sent");
+    let mut orders = Vec::new();
+    for client in [&mut first, &mut second] {
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let Event::Delivery(delivery) = expect_event(client) else {
+                panic!("expected a delivery");
+            };
+            assert_eq!(delivery.ring_id, RingId { rep: 1, seq: 0xd });
+            assert_eq!(delivery.sender.node, 1);
+            order.push((delivery.payload, delivery.ordering));
+        }
+        orders.push(order);
+    }
+    assert_eq!(orders[0], orders[1], "both members deliver in one order");
+    assert_eq!(
+        orders[0],
+        vec![
+            (b"one".to_vec(), Ordering::Agreed),
+            (b"two".to_vec(), Ordering::Safe),
+            (b"three".to_vec(), Ordering::Agreed),
+        ]
+    );
+
+    second.leave(&name).expect("leaves");
+    let Event::GroupMembership(change) = expect_event(&mut first) else {
+        panic!("expected a membership change");
+    };
+    assert_eq!(change.members.len(), 1);
+    assert_eq!(change.left.len(), 1);
+    assert_eq!(change.left[0].reason, LeaveReason::Left);
+
+    second.join(&name).expect("joins again");
+    let _ = expect_event(&mut first);
+    drop(second);
+    let Event::GroupMembership(change) = expect_event(&mut first) else {
+        panic!("expected a membership change");
+    };
+    assert_eq!(change.left[0].reason, LeaveReason::ProcessDown);
+}
+
+#[test]
+fn back_pressure_is_a_try_again_error_and_nothing_is_delivered() {
+    let server = FakeServer::start(State::AllUp);
+    let name = group("busy");
+    let mut client = Client::connect(&server.path).expect("connects");
+    client.join(&name).expect("joins");
+    let _ = expect_event(&mut client);
+
+    server.set_busy(true);
+    let error = client
+        .multicast(&name, Ordering::Agreed, b"later")
+        .expect_err("back-pressure");
+    assert!(error.is_try_again(), "{error}");
+    assert!(client
+        .next_event(Some(Duration::from_millis(50)))
+        .expect("read")
+        .is_none());
+
+    server.set_busy(false);
+    client
+        .multicast(&name, Ordering::Agreed, b"later")
+        .expect("accepted after the retry");
+    let Event::Delivery(delivery) = expect_event(&mut client) else {
+        panic!("expected a delivery");
+    };
+    assert_eq!(delivery.payload, b"later");
+}
+
+#[test]
+fn refusals_and_local_limits_are_errors() {
+    let server = FakeServer::start(State::AllUp);
+    let mut client = Client::connect(&server.path).expect("connects");
+    let name = group("never-joined");
+    let error = client
+        .multicast(&name, Ordering::Safe, b"x")
+        .expect_err("not a member");
+    assert!(
+        matches!(error, ClientError::Daemon(ErrorReply::BadRequest { .. })),
+        "{error}"
+    );
+    let error = client
+        .multicast(
+            &name,
+            Ordering::Safe,
+            &vec![0; MAX_MULTICAST_PAYLOAD_BYTES + 1],
+        )
+        .expect_err("too large");
+    assert!(matches!(error, ClientError::PayloadTooLarge(_)), "{error}");
+    assert!(client
+        .next_event(Some(Duration::from_millis(20)))
+        .expect("read")
+        .is_none());
+}
+
+#[test]
+fn a_missing_daemon_is_reported_clearly() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("absent.sock");
+    let error = Client::connect(&path).expect_err("nothing listens");
+    let message = error.to_string();
+    assert!(matches!(error, ClientError::NotRunning { .. }));
+    assert!(message.contains("is totemd running?"), "{message}");
+    assert!(message.contains("absent.sock"), "{message}");
+}
+
+#[test]
+fn garbage_and_early_close_from_the_daemon_are_errors() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("bad.sock");
+    let listener = UnixListener::bind(&path).expect("binds");
+    let server = thread::spawn(move || {
+        // First connection: an oversized length prefix.
+        let (mut stream, _) = listener.accept().expect("accepts");
+        let mut request = [0u8; 64];
+        let _ = stream.read(&mut request);
+        stream.write_all(&u32::MAX.to_be_bytes()).expect("writes");
+        // Second connection: closes before answering.
+        let (mut stream, _) = listener.accept().expect("accepts");
+        let _ = stream.read(&mut request);
+        drop(stream);
+        // Third: a valid frame of the wrong kind (a reply with another id).
+        let (mut stream, _) = listener.accept().expect("accepts");
+        let _ = stream.read(&mut request);
+        let frame = encode_frame(&totem_client::proto::DaemonMessage::Reply {
+            request_id: 999,
+            result: Ok(totem_client::proto::Response::Done),
+        })
+        .expect("encodes");
+        stream.write_all(&frame).expect("writes");
+    });
+    let mut client = Client::connect(&path).expect("connects");
+    let error = client.status().expect_err("oversized");
+    assert!(matches!(error, ClientError::Protocol(_)), "{error}");
+    let mut client = Client::connect(&path).expect("connects");
+    let error = client.status().expect_err("closed");
+    assert!(matches!(error, ClientError::Closed), "{error}");
+    let mut client = Client::connect(&path).expect("connects");
+    let error = client.status().expect_err("mismatched id");
+    assert!(
+        matches!(error, ClientError::UnexpectedResponse(_)),
+        "{error}"
+    );
+    server.join().expect("server thread");
+}
