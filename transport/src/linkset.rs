@@ -21,6 +21,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use totem_crypto::{AuthKey, FrameKey, Nonce, Opener, Sealer, SALT_LEN};
+
 use crate::dedupe::{Dedupe, DedupeCounters};
 use crate::frag::{
     fragments, FragError, Reassembler, ReassemblyConfig, ReassemblyCounters, MAX_MESSAGE_LEN,
@@ -50,17 +52,20 @@ pub const EVENT_QUEUE_DEFAULT: usize = 1024;
 /// How often `recv` drops stale partial messages.
 const REASSEMBLY_EXPIRE_PERIOD: Duration = Duration::from_millis(500);
 
-/// Seals frames: the sender side of the AEAD (see the `totem-crypto` crate).
+/// Writes the frame header with the key id and nonce chosen by the sealer; false when it cannot.
+pub type WriteHeader<'a> = dyn FnMut(u8, [u8; NONCE_LEN], &mut [u8]) -> bool + 'a;
+
+/// Seals frames: the sender side of the AEAD.
 pub trait FrameSealer: Send + Sync {
-    /// A fresh (key id, nonce) pair; never the same nonce twice for a key.
-    fn next_nonce(&self) -> (u8, [u8; NONCE_LEN]);
-    /// Encrypts `payload` in place, authenticating `aad`; returns the tag.
-    fn seal_in_place(
+    /// Reserves a fresh nonce, writes the header with it (`write_header(key_id, nonce, header)`),
+    /// then encrypts `payload` in place authenticating the header; returns the tag, or `None`
+    /// when sealing is impossible (nonce space exhausted).
+    fn seal(
         &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
+        header: &mut [u8],
         payload: &mut [u8],
-    ) -> [u8; TAG_LEN];
+        write_header: &mut WriteHeader<'_>,
+    ) -> Option<[u8; TAG_LEN]>;
 }
 
 /// Opens frames: the receiver side of the AEAD, with its replay window per sender.
@@ -89,6 +94,79 @@ pub struct FrameCrypto {
 impl fmt::Debug for FrameCrypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FrameCrypto(..)")
+    }
+}
+
+/// Where the per-boot nonce salt comes from.
+const URANDOM_PATH: &str = "/dev/urandom";
+
+impl FrameCrypto {
+    /// AES-256-GCM (totem-crypto) with the frame key derived from `authkey` for `cluster_name`
+    /// under key id `key_id`, and a random per-boot nonce salt. One sealer and one opener are
+    /// shared by the link reactors, each behind a mutex held for one frame.
+    pub fn aes_gcm(
+        authkey: &AuthKey,
+        cluster_name: &str,
+        key_id: u8,
+    ) -> std::io::Result<FrameCrypto> {
+        use std::io::Read;
+        let mut salt = [0u8; SALT_LEN];
+        std::fs::File::open(URANDOM_PATH)?.read_exact(&mut salt)?;
+        let key = FrameKey::derive(authkey, cluster_name, key_id);
+        Ok(FrameCrypto::from_parts(
+            Sealer::new(key.clone(), salt),
+            Opener::new(key),
+        ))
+    }
+
+    /// Wraps an existing sealer and opener (e.g. after installing a second key for rotation).
+    pub fn from_parts(sealer: Sealer, opener: Opener) -> FrameCrypto {
+        let aead = Arc::new(SharedAead {
+            sealer: Mutex::new(sealer),
+            opener: Mutex::new(opener),
+        });
+        FrameCrypto {
+            sealer: aead.clone(),
+            opener: aead,
+        }
+    }
+}
+
+struct SharedAead {
+    sealer: Mutex<Sealer>,
+    opener: Mutex<Opener>,
+}
+
+impl FrameSealer for SharedAead {
+    fn seal(
+        &self,
+        header: &mut [u8],
+        payload: &mut [u8],
+        write_header: &mut WriteHeader<'_>,
+    ) -> Option<[u8; TAG_LEN]> {
+        // One lock for nonce and seal, so a rekey cannot fall between them.
+        let mut sealer = lock(&self.sealer);
+        let (key_id, nonce) = sealer.next_nonce().ok()?;
+        if !write_header(key_id, nonce.0, header) {
+            return None;
+        }
+        sealer.seal_in_place(&nonce, header, payload).ok()
+    }
+}
+
+impl FrameOpener for SharedAead {
+    fn open_in_place(
+        &self,
+        sender: u32,
+        key_id: u8,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> bool {
+        lock(&self.opener)
+            .open_in_place(sender, key_id, &Nonce(*nonce), aad, payload, tag)
+            .is_ok()
     }
 }
 

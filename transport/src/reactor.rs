@@ -442,17 +442,22 @@ impl Reactor {
         let sealed = match &self.shared.crypto {
             None => header.encode_into(&mut buf).is_ok(),
             Some(crypto) => {
-                let (key_id, nonce) = crypto.sealer.next_nonce();
                 header.encrypted = true;
-                header.key_id = key_id;
-                header.nonce = nonce;
-                if header.encode_into(&mut buf).is_ok() {
-                    let (aad, payload) = buf.split_at_mut(HEADER_LEN);
-                    let tag = crypto.sealer.seal_in_place(&nonce, aad, payload);
-                    buf.extend_from_slice(&tag);
-                    true
-                } else {
-                    false
+                let (head, payload) = buf.split_at_mut(HEADER_LEN);
+                let mut write_header = |key_id: u8, nonce: [u8; NONCE_LEN], out: &mut [u8]| {
+                    let header = Header {
+                        key_id,
+                        nonce,
+                        ..header
+                    };
+                    header.encode_into(out).is_ok()
+                };
+                match crypto.sealer.seal(head, payload, &mut write_header) {
+                    Some(tag) => {
+                        buf.extend_from_slice(&tag);
+                        true
+                    }
+                    None => false,
                 }
             }
         };

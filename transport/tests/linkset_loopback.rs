@@ -258,3 +258,96 @@ fn unreachable_peer_is_reported_once_without_spinning() {
         assert!(sets[0].counters().io_errors == 0);
     }
 }
+
+fn key(fill: u8) -> totem_crypto::AuthKey {
+    totem_crypto::AuthKey::from_bytes(&[fill; 256]).unwrap()
+}
+
+#[test]
+fn encrypted_peers_talk_and_wrong_key_peer_is_ignored_and_counted() {
+    use totem_transport::linkset::FrameCrypto;
+    for backend in BACKENDS {
+        let specs: Vec<NodeSpec> = (1..=3)
+            .map(|n| NodeSpec {
+                node_id: n,
+                ip: ["127.0.0.1", "127.0.0.2", "127.0.0.3"][n as usize - 1],
+                priorities: vec![1],
+            })
+            .collect();
+        let mut configs: Vec<_> = specs
+            .iter()
+            .map(|s| config(s, backend, LinkMode::Passive, "sealed"))
+            .collect();
+        configs[0].crypto = Some(FrameCrypto::aes_gcm(&key(1), "sealed", 0).unwrap());
+        configs[1].crypto = Some(FrameCrypto::aes_gcm(&key(1), "sealed", 0).unwrap());
+        configs[2].crypto = Some(FrameCrypto::aes_gcm(&key(2), "sealed", 0).unwrap()); // wrong key
+        let sets = start_all(configs);
+        let mut logs: Vec<Log> = (0..3).map(|_| Log::default()).collect();
+        wait_links_up(&sets[0], &mut logs[0], &[(2, 0)]);
+        wait_links_up(&sets[1], &mut logs[1], &[(1, 0)]);
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        sets[0].send(Dest::AllPeers, b"secret").unwrap();
+        sets[0].send(Dest::Node(2), &big).unwrap();
+        assert!(pump(&sets[1], &mut logs[1], Duration::from_secs(5), |l| l
+            .messages()
+            .len()
+            >= 2));
+        let msgs = logs[1].messages();
+        assert_eq!(msgs[0].3, b"secret");
+        assert_eq!(msgs[1].3, big);
+        sets[2].send(Dest::AllPeers, b"forged").ok();
+        pump(&sets[2], &mut logs[2], Duration::from_millis(300), |_| {
+            false
+        });
+        pump(&sets[0], &mut logs[0], Duration::from_millis(100), |_| {
+            false
+        });
+        assert!(logs[0].messages().is_empty(), "{backend:?}");
+        assert!(
+            logs[2].messages().is_empty() && logs[2].link_events().is_empty(),
+            "{backend:?}"
+        );
+        assert!(
+            sets[0].counters().rx_auth_failed > 0,
+            "{:?}",
+            sets[0].counters()
+        );
+        assert!(
+            sets[2].counters().rx_auth_failed > 0,
+            "{:?}",
+            sets[2].counters()
+        );
+        assert!(!sets[0]
+            .status()
+            .iter()
+            .any(|s| s.node_id == 3 && s.connected));
+    }
+}
+
+#[test]
+fn clear_and_encrypted_nodes_do_not_mix() {
+    use totem_transport::linkset::FrameCrypto;
+    for backend in BACKENDS {
+        let a = NodeSpec {
+            node_id: 1,
+            ip: "127.0.0.1",
+            priorities: vec![1],
+        };
+        let b = NodeSpec {
+            node_id: 2,
+            ip: "127.0.0.2",
+            priorities: vec![1],
+        };
+        let mut ca = config(&a, backend, LinkMode::Passive, "mixed");
+        ca.crypto = Some(FrameCrypto::aes_gcm(&key(1), "mixed", 0).unwrap());
+        let sets = start_all(vec![ca, config(&b, backend, LinkMode::Passive, "mixed")]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        pump(&sets[0], &mut la, Duration::from_millis(300), |_| false);
+        pump(&sets[1], &mut lb, Duration::from_millis(100), |_| false);
+        assert!(
+            la.link_events().is_empty() && lb.link_events().is_empty(),
+            "{backend:?}"
+        );
+        assert!(sets[0].counters().rx_auth_failed > 0 && sets[1].counters().rx_auth_failed > 0);
+    }
+}
