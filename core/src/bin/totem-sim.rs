@@ -43,7 +43,7 @@ struct Args {
     /// Fault profile: none, light, heavy (every fault on), swarm (fault kinds drawn per seed).
     #[arg(long, default_value = "heavy")]
     faults: FaultProfile,
-    /// Length of the fault phase in simulated ms (default: 8 effective tokens, at least 5 s).
+    /// Length of the fault phase in simulated ms (default: 6 effective tokens, at least 3 s).
     #[arg(long, alias = "steps")]
     duration_ms: Option<u64>,
     /// Worker threads (at most 2).

@@ -113,7 +113,7 @@ impl FaultOptions {
             NetOptions::QUIET
         };
         let load = LoadOptions {
-            rate_hz: rng.range_u64(20, 400) as f64,
+            rate_hz: rng.range_u64(10, 200) as f64,
             safe_fraction: rng.unit() * 0.5,
             small_max_bytes: 256,
             large_fraction: rng.unit() * 0.05,
@@ -189,9 +189,10 @@ pub fn drain_bound_ms(cfg: &TotemConfig) -> u64 {
     2 * cfg.effective_token_ms() + 10_000
 }
 
-/// The fault phase length when not given: 8 effective tokens, at least 5 s.
+/// The fault phase length when not given: 6 effective tokens, at least 3 s (enough for several
+/// reconfigurations, short enough for 300 seeds in a few minutes on 2 cores).
 pub fn default_duration_ms(cfg: &TotemConfig) -> u64 {
-    (8 * cfg.effective_token_ms()).max(5_000)
+    (6 * cfg.effective_token_ms()).max(3_000)
 }
 
 /// What one run is.
@@ -458,8 +459,19 @@ fn liveness_phase(sim: &mut Sim, rng: &mut SimRng) -> Result<u64, Violation> {
     let healed_ms = sim.now_ms();
     let bound_ms = liveness_bound_ms(&cfg);
     if !sim.run_until(|s| s.converged_ring().is_some(), bound_ms)? {
+        let what = describe_unconverged(sim, bound_ms);
+        // Tell a slow ring from one that never forms: keep going up to 10 bounds for the report.
+        let late = sim.run_until(|s| s.converged_ring().is_some(), 9 * bound_ms)?;
+        let outcome = if late {
+            format!(
+                "it formed late, {} ms after the heal",
+                sim.now_ms() - healed_ms
+            )
+        } else {
+            format!("none formed in {} ms either", 10 * bound_ms)
+        };
         return Err(Violation::Liveness {
-            what: describe_unconverged(sim, bound_ms),
+            what: format!("{what}; {outcome}"),
         });
     }
     let reform_ms = sim.now_ms() - healed_ms;

@@ -1,0 +1,50 @@
+//! Seeds that once failed (or cover a hard path) and must stay green. Each entry replays with
+//! `totem-sim --seed S --nodes N --faults F [--duration-ms D] --trace`. A seed that fails because
+//! of a protocol bug not fixed yet is `#[ignore]`d with the reason; the fix removes the attribute.
+
+use totem_core::sim::swarm::{run, FaultProfile, RunSpec};
+
+fn check(seed: u64, nodes: u32, profile: FaultProfile, duration_ms: Option<u64>) {
+    let spec = RunSpec {
+        seed,
+        nodes,
+        profile,
+        duration_ms,
+        trace: false,
+    };
+    if let Err(failure) = run(&spec) {
+        let duration = duration_ms
+            .map(|d| format!(" --duration-ms {d}"))
+            .unwrap_or_default();
+        panic!("{failure}\nreplay: totem-sim --seed {seed} --nodes {nodes} --faults {profile}{duration} --trace");
+    }
+}
+
+/// One test per seed: `name: seed, nodes, profile[, duration_ms]`.
+macro_rules! regression {
+    ($(#[$attr:meta])* $name:ident: $seed:expr, $nodes:expr, $profile:ident) => {
+        #[test]
+        $(#[$attr])*
+        fn $name() {
+            check($seed, $nodes, FaultProfile::$profile, None);
+        }
+    };
+}
+
+// Liveness: two groups kept re-forming without merging (ring seq 0x70 → 0x1f8 in 6 s) in an early
+// core; must stay fixed.
+regression!(seed_1_14_nodes_groups_churn: 1, 14, Heavy);
+
+// Liveness: after the heal, 12 nodes merge one node per ~50 ms join round while singletons
+// re-form themselves every round; one ring forms 4605 ms after the heal, bound 3440 ms
+// (token 200 + 10·20, consensus 480).
+regression!(
+    #[ignore = "totem: slow one-at-a-time merge after heal exceeds the liveness bound"]
+    seed_15_12_nodes_slow_merge: 15, 12, Heavy
+);
+
+// Liveness: 15 nodes, token 200/20: one ring forms only 37.7 s after the heal, bound 3776 ms.
+regression!(
+    #[ignore = "totem: no ring of all live nodes for 10x the liveness bound after heal"]
+    seed_37_15_nodes_no_merge: 37, 15, Heavy
+);
