@@ -44,6 +44,14 @@ pub enum ClientError {
         /// The connect error.
         source: io::Error,
     },
+    /// The socket exists but connecting failed otherwise (permissions, for one).
+    #[error("cannot connect to totemd at {}: {source}", path.display())]
+    Connect {
+        /// Socket path tried.
+        path: PathBuf,
+        /// The connect error.
+        source: io::Error,
+    },
     /// Reading or writing the socket failed.
     #[error("control socket I/O: {0}")]
     Io(#[from] io::Error),
@@ -94,9 +102,14 @@ impl Client {
     /// Connects to the daemon's control socket at `path`.
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
         let path = path.as_ref();
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
-            path: path.to_owned(),
-            source,
+        let stream = UnixStream::connect(path).map_err(|source| {
+            let path = path.to_owned();
+            match source.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    ClientError::NotRunning { path, source }
+                }
+                _ => ClientError::Connect { path, source },
+            }
         })?;
         Ok(Client {
             stream,

@@ -93,3 +93,27 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     };
     File::open(parent)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_file_is_never_replaced() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("authkey");
+        fs::write(&path, b"old key").expect("written");
+        let error = write_authkey(&path).expect_err("exists");
+        assert!(matches!(error, KeygenError::Exists(_)), "{error}");
+        assert_eq!(fs::read(&path).expect("readable"), b"old key");
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("absent/authkey");
+        let error = write_authkey(&path).expect_err("no directory");
+        assert!(matches!(error, KeygenError::Io { .. }), "{error}");
+        assert!(error.to_string().contains("authkey"), "{error}");
+    }
+}

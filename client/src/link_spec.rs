@@ -70,3 +70,66 @@ impl fmt::Display for LinkSpec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_pvecm_forms() {
+        let plain: LinkSpec = "10.0.0.1".parse().expect("plain address");
+        assert_eq!(plain.address, IpAddr::from([10, 0, 0, 1]));
+        assert_eq!(plain.priority, None);
+        let full: LinkSpec = "address=fd00::1,priority=20".parse().expect("keyed");
+        assert_eq!(full.address, "fd00::1".parse::<IpAddr>().expect("v6"));
+        assert_eq!(full.priority, Some(20));
+        let short: LinkSpec = "10.0.0.2,priority=0".parse().expect("priority 0");
+        assert_eq!(short.priority, Some(0));
+    }
+
+    #[test]
+    fn refuses_bad_values_with_the_reason() {
+        let cases = [
+            ("", LinkSpecError::Address(String::new())),
+            ("node1", LinkSpecError::Address("node1".to_owned())),
+            (
+                "10.0.0.1,priority=256",
+                LinkSpecError::Priority("256".to_owned()),
+            ),
+            (
+                "10.0.0.1,priority=-1",
+                LinkSpecError::Priority("-1".to_owned()),
+            ),
+            (
+                "10.0.0.1,mtu=1400",
+                LinkSpecError::Property("mtu=1400".to_owned()),
+            ),
+            (
+                "10.0.0.1,10.0.0.2",
+                LinkSpecError::Property("10.0.0.2".to_owned()),
+            ),
+            (
+                "10.0.0.1,address=10.0.0.2",
+                LinkSpecError::Property("address=10.0.0.2".to_owned()),
+            ),
+            ("priority=3", LinkSpecError::Address(String::new())),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(text.parse::<LinkSpec>(), Err(expected), "{text:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn display_parses_back(address in any::<IpAddr>(), priority in any::<Option<u8>>()) {
+            let spec = LinkSpec { address, priority };
+            prop_assert_eq!(spec.to_string().parse::<LinkSpec>(), Ok(spec));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,40}") {
+            let _ = text.parse::<LinkSpec>();
+        }
+    }
+}

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::fake_server::FakeServer;
 use common::snapshots::{self, State};
 use totem_client::proto::{
-    encode_frame, ErrorReply, Event, GroupName, LeaveReason, Ordering, Request, RingId,
-    MAX_MULTICAST_PAYLOAD_BYTES,
+    encode_frame, ErrorReply, Event, GroupName, LeaveReason, Ordering, QuorumChange, Request,
+    RingId, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 use totem_client::{Client, ClientError};
 
@@ -179,6 +179,26 @@ fn back_pressure_is_a_try_again_error_and_nothing_is_delivered() {
         panic!("expected a delivery");
     };
     assert_eq!(delivery.payload, b"later");
+}
+
+#[test]
+fn quorum_changes_reach_group_members_between_replies() {
+    let server = FakeServer::start(State::AllUp);
+    let name = group("watchers");
+    let mut client = Client::connect(&server.path).expect("connects");
+    client.join(&name).expect("joins");
+    let _ = expect_event(&mut client);
+    let change = QuorumChange {
+        quorate: false,
+        ring_id: RingId { rep: 1, seq: 0x15 },
+        members: vec![1],
+    };
+    server.announce_quorum(change.clone());
+    // A request made after the event was pushed still gets its reply; the event waits in the
+    // queue.
+    let status = client.status().expect("status");
+    assert!(status.quorate);
+    assert_eq!(expect_event(&mut client), Event::Quorum(change));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::thread;
 use totem_client::proto::{
     encode_frame, ClientMessage, DaemonMessage, Delivery, ErrorReply, Event, FillError,
     FrameReader, GroupMember, GroupMembershipChange, GroupName, LeaveReason, LeftMember,
-    QuorumStatus, Request, Response, PROTOCOL_VERSION,
+    QuorumChange, QuorumStatus, Request, Response, PROTOCOL_VERSION,
 };
 
 use super::snapshots::{self, State};
@@ -84,6 +84,24 @@ impl FakeServer {
             .expect("fake state")
             .requests_seen
             .clone()
+    }
+
+    /// Pushes a quorum change to every connection that joined a group.
+    pub fn announce_quorum(&self, change: QuorumChange) {
+        let mut shared = self.shared.lock().expect("fake state");
+        let targets: Vec<u32> = shared
+            .connections
+            .iter()
+            .filter(|connection| !connection.groups.is_empty())
+            .map(|connection| connection.id)
+            .collect();
+        for target in targets {
+            send(
+                &mut shared,
+                target,
+                &DaemonMessage::Event(Event::Quorum(change.clone())),
+            );
+        }
     }
 
     /// The expected votes the fake holds now.
