@@ -2,7 +2,7 @@
 //!
 //! * `passive` (REFERENCE §1.1): the usable link with the highest `knet_link_priority` value;
 //!   priority 0 counts as 1; on a tie the lowest link number wins. knet logs the choice as
-//!   `host: 2 (passive) best link: 1 (pri: 1)` ([`BestLinkChanged`]'s `Display`).
+//!   `host: 2 (passive) best link: 1 (pri: 1)` ([`DestinationsChanged`]'s `Display`).
 //! * `active` (REFERENCE §1.2): every usable link; the receiver dedupes ([`crate::dedupe`]).
 //! * `rr` (REFERENCE §1.2): each frame on the next usable link in turn.
 //! * Suspect (beyond knet, see [`crate::heartbeat`]): when the link a frame would use is
