@@ -329,3 +329,84 @@ impl FrameReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A non-blocking source: hands out one byte per read, `WouldBlock` in between.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        blocked: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+            self.blocked = !self.blocked;
+            if self.blocked {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let Some((&first, rest)) = self.bytes.split_first() else {
+                return Ok(0);
+            };
+            let Some(slot) = buffer.first_mut() else {
+                return Ok(0);
+            };
+            *slot = first;
+            self.bytes = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn would_block_keeps_the_partial_frame() {
+        let messages = [7u32, 300, 70_000];
+        let mut stream = Vec::new();
+        for message in messages {
+            stream.extend(encode_frame(&message).expect("encodes"));
+        }
+        let mut source = Trickle {
+            bytes: &stream,
+            blocked: false,
+        };
+        let mut reader = FrameReader::new();
+        let mut decoded = Vec::new();
+        let mut would_blocks = 0;
+        loop {
+            match reader.read_from(&mut source) {
+                Ok(Some(frame)) => decoded.push(frame.decode::<u32>().expect("valid")),
+                Ok(None) => break,
+                Err(FillError::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    would_blocks += 1;
+                }
+                Err(error) => panic!("unexpected error: {error}"),
+            }
+        }
+        assert_eq!(decoded, messages);
+        assert_eq!(would_blocks, stream.len() + 1);
+    }
+
+    #[test]
+    fn feed_takes_only_the_current_frame() {
+        let first = encode_frame(&1u8).expect("encodes");
+        let second = encode_frame(&2u8).expect("encodes");
+        let stream = [first.clone(), second].concat();
+        let mut reader = FrameReader::new();
+        let (taken, frame) = reader.feed(&stream).expect("valid");
+        assert_eq!(taken, first.len());
+        assert_eq!(frame.expect("complete").decode::<u8>().expect("valid"), 1);
+        let (taken, frame) = reader.feed(&stream[first.len()..]).expect("valid");
+        assert_eq!(taken, stream.len() - first.len());
+        assert_eq!(frame.expect("complete").decode::<u8>().expect("valid"), 2);
+        assert!(!reader.is_mid_frame());
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_by_the_encoder() {
+        let payload = vec![0u8; MAX_FRAME_BYTES];
+        assert!(matches!(
+            encode_frame(&payload),
+            Err(FrameError::Oversized { .. })
+        ));
+    }
+}
