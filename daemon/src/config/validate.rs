@@ -237,6 +237,16 @@ fn check_nodes(config: &Config, findings: &mut Findings) {
         return;
     }
     let links = config.link_numbers();
+    if links.is_empty() {
+        findings.error(
+            config
+                .nodes
+                .first()
+                .map(|node| node.pos)
+                .unwrap_or_default(),
+            "no node has a ring0_addr (or any ringN_addr): there is no link to run on",
+        );
+    }
     let multi_link = links.len() > 1;
     let mut ids: BTreeMap<u32, Pos> = BTreeMap::new();
     let mut names: BTreeMap<&str, Pos> = BTreeMap::new();
