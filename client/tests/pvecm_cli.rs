@@ -105,7 +105,7 @@ fn json_output_for_status_nodes_and_links() {
 
     let output = pvecm(Some(&server.path), &["links", "--output-format=json"]);
     let links: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(links["link_mode"], "Passive");
+    assert_eq!(links["link_mode"], "passive");
 }
 
 #[test]

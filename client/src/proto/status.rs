@@ -177,14 +177,18 @@ pub struct QuorumStatus {
     pub membership: Membership,
 }
 
-/// How knet chooses the link a packet leaves on (REFERENCE.md §1.2).
+/// How knet chooses the link a packet leaves on (REFERENCE.md §1.2). Named in JSON by its
+/// corosync.conf `link_mode` keyword.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkMode {
     /// The connected link with the highest priority (ties: lowest link id).
+    #[serde(rename = "passive")]
     Passive,
     /// Every connected link, every packet.
+    #[serde(rename = "active")]
     Active,
     /// Connected links in turn.
+    #[serde(rename = "rr")]
     RoundRobin,
 }
 
