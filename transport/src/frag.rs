@@ -13,7 +13,11 @@
 //! * partial messages without progress for [`ReassemblyConfig::stale_after`] are dropped by
 //!   [`Reassembler::expire`] (counted);
 //! * duplicate fragments are ignored (counted), fragments arrive in any order, and a message is
-//!   delivered at most once (recently completed message ids are remembered per sender);
+//!   delivered at most once: the last [`RECENT_COMPLETED_LEN`] completed message ids are
+//!   remembered per sender. With [`Reassembler::push_frame`] each is remembered with the highest
+//!   frame sequence number seen from the sender at completion, so only copies of old frames
+//!   count as late duplicates: a restarted sender (whose sequence numbers continue upwards, see
+//!   [`crate::dedupe`]) may reuse message ids at once;
 //! * reassembly buffers come from a pool and go back to it, so steady state does not allocate per
 //!   fragment; a message that fits one frame is handed out without any copy.
 #![forbid(unsafe_code)]
@@ -21,7 +25,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::wire::{Fragment, MonoTime, MAX_FRAME_OVERHEAD, MIN_MTU};
+use crate::wire::{Fragment, Header, MonoTime, MAX_FRAME_OVERHEAD, MIN_MTU};
 
 /// Largest message the transport carries: corosync's `MESSAGE_SIZE_MAX` of 1 MiB (REFERENCE §1.5).
 pub const MAX_MESSAGE_LEN: usize = 1 << 20;
@@ -213,9 +217,12 @@ pub struct Reassembler {
 #[derive(Debug)]
 struct PeerReassembly {
     slots: Vec<Slot>,
-    recent_completed: [u32; RECENT_COMPLETED_LEN],
+    /// (message id, highest frame seq seen from the sender when it completed, if known).
+    recent_completed: [(u32, Option<u64>); RECENT_COMPLETED_LEN],
     recent_len: usize,
     recent_next: usize,
+    /// Highest frame sequence number seen from this sender.
+    highest_seq: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -269,10 +276,29 @@ impl Reassembler {
             .sum()
     }
 
+    /// Takes one decoded data frame (its header and payload); returns the whole message when
+    /// this frame completes it. Like [`Reassembler::push`], but the frame's sequence number tells
+    /// late copies of delivered messages from new messages reusing their id (see module doc).
+    pub fn push_frame<'a>(
+        &'a mut self,
+        now: MonoTime,
+        header: &Header,
+        payload: &'a [u8],
+    ) -> Result<Option<&'a [u8]>, FragError> {
+        self.push_checked(
+            now,
+            header.source_node_id,
+            Some(header.seq),
+            header.fragment,
+            payload,
+        )
+    }
+
     /// Takes one fragment (the payload of a data frame from `sender`); returns the whole message
     /// when this fragment completes it. The returned slice is valid until the next call.
     /// Duplicates return `Ok(None)` and are counted; malformed fragments return an error and are
-    /// counted too.
+    /// counted too. Without the frame's sequence number a recently completed message id is always
+    /// taken for a late duplicate; prefer [`Reassembler::push_frame`].
     pub fn push<'a>(
         &'a mut self,
         now: MonoTime,
@@ -280,7 +306,18 @@ impl Reassembler {
         fragment: Fragment,
         payload: &'a [u8],
     ) -> Result<Option<&'a [u8]>, FragError> {
-        match self.push_inner(now, sender, fragment, payload) {
+        self.push_checked(now, sender, None, fragment, payload)
+    }
+
+    fn push_checked<'a>(
+        &'a mut self,
+        now: MonoTime,
+        sender: u32,
+        seq: Option<u64>,
+        fragment: Fragment,
+        payload: &'a [u8],
+    ) -> Result<Option<&'a [u8]>, FragError> {
+        match self.push_inner(now, sender, seq, fragment, payload) {
             Ok(Completion::Pending) => Ok(None),
             Ok(Completion::Single) => {
                 self.counters.delivered_messages += 1;
@@ -326,6 +363,7 @@ impl Reassembler {
         &mut self,
         now: MonoTime,
         sender: u32,
+        seq: Option<u64>,
         fragment: Fragment,
         payload: &[u8],
     ) -> Result<Completion, FragError> {
@@ -346,10 +384,13 @@ impl Reassembler {
             .peers
             .entry(sender)
             .or_insert_with(|| PeerReassembly::new(max_in_flight));
+        if let Some(seq) = seq {
+            peer.highest_seq = Some(peer.highest_seq.map_or(seq, |highest| highest.max(seq)));
+        }
         let slot_index = match peer.find_slot(fragment.message_id) {
             Some(index) => index,
             None => {
-                if peer.recently_completed(fragment.message_id) {
+                if peer.recently_completed(fragment.message_id, seq) {
                     self.counters.late_duplicates += 1;
                     return Ok(Completion::Pending);
                 }
@@ -416,9 +457,10 @@ impl PeerReassembly {
     fn new(max_in_flight: usize) -> Self {
         PeerReassembly {
             slots: (0..max_in_flight).map(|_| Slot::default()).collect(),
-            recent_completed: [0; RECENT_COMPLETED_LEN],
+            recent_completed: [(0, None); RECENT_COMPLETED_LEN],
             recent_len: 0,
             recent_next: 0,
+            highest_seq: None,
         }
     }
 
@@ -428,12 +470,23 @@ impl PeerReassembly {
             .position(|slot| slot.in_use && slot.message_id == message_id)
     }
 
-    fn recently_completed(&self, message_id: u32) -> bool {
-        self.recent_completed[..self.recent_len].contains(&message_id)
+    /// Whether a frame `seq` of message `message_id` is a copy of a frame of a message already
+    /// delivered: the id completed recently, and the frame is not newer than what had been seen
+    /// from the sender at that point (unknown sequence numbers count as old).
+    fn recently_completed(&self, message_id: u32, seq: Option<u64>) -> bool {
+        self.recent_completed[..self.recent_len]
+            .iter()
+            .any(|&(id, seen_at_completion)| {
+                id == message_id
+                    && match (seq, seen_at_completion) {
+                        (Some(seq), Some(seen)) => seq <= seen,
+                        _ => true,
+                    }
+            })
     }
 
     fn remember_completed(&mut self, message_id: u32) {
-        self.recent_completed[self.recent_next] = message_id;
+        self.recent_completed[self.recent_next] = (message_id, self.highest_seq);
         self.recent_next = (self.recent_next + 1) % RECENT_COMPLETED_LEN;
         self.recent_len = (self.recent_len + 1).min(RECENT_COMPLETED_LEN);
     }
@@ -655,6 +708,34 @@ mod tests {
         assert_eq!(r.push(T0, 1, Fragment::WHOLE, payload).unwrap(), None);
         // The same message id from another sender is another message.
         assert!(r.push(T0, 2, Fragment::WHOLE, payload).unwrap().is_some());
+    }
+
+    #[test]
+    fn reused_message_ids_with_newer_frames_are_new_messages() {
+        let header = |seq: u64| Header {
+            frame_type: crate::wire::FrameType::Data,
+            encrypted: false,
+            key_id: 0,
+            link_number: 0,
+            cluster_id: crate::wire::ClusterId(1),
+            source_node_id: 5,
+            seq,
+            fragment: Fragment::WHOLE,
+            payload_len: 3,
+            nonce: [0; crate::wire::NONCE_LEN],
+        };
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        assert!(r.push_frame(T0, &header(100), b"old").unwrap().is_some());
+        // A copy of that frame (same seq) is a late duplicate...
+        assert_eq!(r.push_frame(T0, &header(100), b"old").unwrap(), None);
+        assert_eq!(r.counters().late_duplicates, 1);
+        // ...but the restarted sender's message 0 with a higher seq is new.
+        assert_eq!(
+            r.push_frame(T0, &header(5_000), b"new").unwrap(),
+            Some(&b"new"[..])
+        );
+        // Without sequence numbers the id alone decides.
+        assert_eq!(r.push(T0, 5, Fragment::WHOLE, b"new").unwrap(), None);
     }
 
     #[test]

@@ -685,7 +685,7 @@ pub fn fuzz_frame_decode(data: &[u8]) {
         {
             continue;
         }
-        let delivered = reassembler.push(now, header.source_node_id, header.fragment, payload);
+        let delivered = reassembler.push_frame(now, &header, payload);
         if let Ok(Some(message)) = delivered {
             assert!(message.len() <= crate::frag::MAX_MESSAGE_LEN);
         }

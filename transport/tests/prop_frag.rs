@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use totem_transport::frag::{fragments, Reassembler, ReassemblyConfig, MIN_FRAGMENT_LEN};
-use totem_transport::wire::{Fragment, MonoTime};
+use totem_transport::wire::{ClusterId, Fragment, FrameType, Header, MonoTime, NONCE_LEN};
 
 /// One delivery event on the simulated path: which message, which fragment.
 #[derive(Debug, Clone)]
 struct Sent {
     sender: u32,
     message_index: usize,
+    seq: u64,
     fragment: Fragment,
     payload: Vec<u8>,
 }
@@ -37,10 +38,13 @@ proptest! {
         copies in proptest::collection::vec(prop_oneof![1 => Just(0u8), 6 => Just(1u8), 2 => 2u8..=3], 512),
         order_keys in proptest::collection::vec(any::<u32>(), 2048),
         senders in 1u32..=3,
+        // Whether the receiver passes frame sequence numbers (push_frame) or not (push).
+        with_seq in any::<bool>(),
     ) {
         let mut wire = Vec::new();
         let mut copy_index = 0;
         let mut expected_complete = vec![true; msgs.len()];
+        let mut seq = 0u64;
         for (m, msg) in msgs.iter().enumerate() {
             let sender = m as u32 % senders;
             for (fragment, piece) in fragments(msg, m as u32, fragment_len).unwrap() {
@@ -49,8 +53,9 @@ proptest! {
                 if n == 0 {
                     expected_complete[m] = false;
                 }
+                seq += 1;
                 for _ in 0..n {
-                    wire.push(Sent { sender, message_index: m, fragment, payload: piece.to_vec() });
+                    wire.push(Sent { sender, message_index: m, seq, fragment, payload: piece.to_vec() });
                 }
             }
         }
@@ -66,7 +71,23 @@ proptest! {
         let mut r = Reassembler::new(config);
         let mut delivered: HashMap<usize, usize> = HashMap::new();
         for (_, sent) in &keyed {
-            let out = r.push(MonoTime(1), sent.sender, sent.fragment, &sent.payload).unwrap();
+            let out = if with_seq {
+                let header = Header {
+                    frame_type: FrameType::Data,
+                    encrypted: false,
+                    key_id: 0,
+                    link_number: 0,
+                    cluster_id: ClusterId(1),
+                    source_node_id: sent.sender,
+                    seq: sent.seq,
+                    fragment: sent.fragment,
+                    payload_len: sent.payload.len() as u16,
+                    nonce: [0; NONCE_LEN],
+                };
+                r.push_frame(MonoTime(1), &header, &sent.payload).unwrap()
+            } else {
+                r.push(MonoTime(1), sent.sender, sent.fragment, &sent.payload).unwrap()
+            };
             if let Some(message) = out {
                 prop_assert_eq!(message, &msgs[sent.message_index][..]);
                 *delivered.entry(sent.message_index).or_default() += 1;

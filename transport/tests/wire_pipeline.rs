@@ -121,7 +121,7 @@ fn active_mode_delivers_each_message_once_across_links() {
             continue;
         }
         if let Some(message) = reassembler
-            .push(MonoTime(1), header.source_node_id, header.fragment, payload)
+            .push_frame(MonoTime(1), &header, payload)
             .unwrap()
         {
             delivered.push(message.to_vec());
