@@ -128,7 +128,11 @@ pub(crate) fn ffsplit_two_nodes(
 }
 
 /// ffsplit, 2-node cluster, one node alone: it gets the vote.
-pub(crate) fn ffsplit_lone_node(addr: SocketAddr, cluster: &str, key: Option<&ChannelKey>) -> Observed {
+pub(crate) fn ffsplit_lone_node(
+    addr: SocketAddr,
+    cluster: &str,
+    key: Option<&ChannelKey>,
+) -> Observed {
     let mut clients = vec![connect(
         addr,
         config(cluster, 1, DecisionAlgorithm::Ffsplit, TieBreaker::LOWEST),
@@ -144,7 +148,11 @@ pub(crate) fn ffsplit_lone_node(addr: SocketAddr, cluster: &str, key: Option<&Ch
 }
 
 /// lms, 3-node cluster: all connect (all ACK); then {1,2} | {3}: the larger partition keeps it.
-pub(crate) fn lms_three_nodes(addr: SocketAddr, cluster: &str, key: Option<&ChannelKey>) -> Observed {
+pub(crate) fn lms_three_nodes(
+    addr: SocketAddr,
+    cluster: &str,
+    key: Option<&ChannelKey>,
+) -> Observed {
     let all = [1, 2, 3];
     let mut clients: Vec<TcpQdevice> = all
         .iter()
