@@ -23,8 +23,11 @@
 //! # Suspect (beyond knet)
 //! A link is **Suspect** when it is up and a ping has gone unanswered for `suspect_after`:
 //!
-//! `suspect_after = min(max(4 × average RTT, suspect_floor), ping_timeout / 2)`
+//! `suspect_after = min(max(4 × SRTT, SRTT + 4 × RTTVAR, suspect_floor), ping_timeout / 2)`
 //!
+//! SRTT and RTTVAR are RFC 6298's smoothed RTT and RTT variation (TCP's retransmission timer:
+//! the standard estimate of "an answer is overdue"); knet's slow running mean (2048 samples)
+//! would take minutes to follow a lasting latency change, while these follow within a few pongs.
 //! Four RTTs leave room for ordinary jitter (a pong normally arrives after one RTT); the floor
 //! (25 ms default) keeps scheduling hiccups on a loaded host from triggering it on loopback or
 //! LAN links whose RTT is tens of microseconds; the cap keeps it well ahead of `ping_timeout`.
@@ -64,8 +67,10 @@ pub const PONG_TIMEOUT_BACKOFF_START: u32 = 10;
 pub const PONG_TIMEOUT_BACKOFF_PERIOD: Duration = Duration::from_secs(1);
 /// Weight of the average RTT in the pong timeout (knet `KNET_LINK_PONG_TIMEOUT_LAT_MUL`).
 pub const PONG_TIMEOUT_RTT_MULTIPLE: u32 = 2;
-/// A ping unanswered for this many average RTTs makes an up link suspect (see module doc).
+/// A ping unanswered for this many smoothed RTTs makes an up link suspect (see module doc).
 pub const SUSPECT_RTT_MULTIPLE: u32 = 4;
+/// Weight of the RTT variation in the suspect threshold (RFC 6298's K = 4).
+pub const RTTVAR_MULTIPLE: u32 = 4;
 /// Lower bound of the suspect threshold (see module doc).
 pub const SUSPECT_FLOOR_DEFAULT: Duration = Duration::from_millis(25);
 /// Silence of this many average inter-arrival gaps on a busy link triggers an early ping.
@@ -295,6 +300,10 @@ pub struct LinkHeartbeat {
     /// An early ping was sent for the current silence; cleared by any received frame.
     early_ping_sent: bool,
     rtt_avg_ns: u64,
+    /// RFC 6298 smoothed RTT and RTT variation, for the suspect threshold.
+    srtt_ns: Option<u64>,
+    rttvar_ns: u64,
+    created_at: MonoTime,
     rtt_samples: u64,
     rtt_min_ns: u64,
     rtt_max_ns: u64,
@@ -330,6 +339,9 @@ impl LinkHeartbeat {
             expect_since: None,
             early_ping_sent: false,
             rtt_avg_ns: 0,
+            srtt_ns: None,
+            rttvar_ns: 0,
+            created_at: now,
             rtt_samples: 0,
             rtt_min_ns: u64::MAX,
             rtt_max_ns: 0,
@@ -379,7 +391,9 @@ impl LinkHeartbeat {
 
     /// How long a ping may go unanswered before an up link is suspect (see module doc).
     pub fn suspect_after(&self) -> Duration {
-        let rtt_based = Duration::from_nanos(self.rtt_avg_ns) * SUSPECT_RTT_MULTIPLE;
+        let srtt = Duration::from_nanos(self.srtt_ns.unwrap_or(0));
+        let rttvar = Duration::from_nanos(self.rttvar_ns);
+        let rtt_based = (srtt * SUSPECT_RTT_MULTIPLE).max(srtt + rttvar * RTTVAR_MULTIPLE);
         rtt_based
             .max(self.config.suspect_floor)
             .min(self.config.ping_timeout / 2)
@@ -476,10 +490,7 @@ impl LinkHeartbeat {
 
     /// A pong arrived on this link with `body` echoed from our ping.
     pub fn handle_pong(&mut self, now: MonoTime, body: PingBody) {
-        let slot = (body.ping_seq % PING_HISTORY_LEN as u64) as usize;
-        let matches = self.ping_history[slot]
-            .is_some_and(|(seq, sent)| seq == body.ping_seq && sent.as_nanos() == body.sent_at_ns);
-        if !matches {
+        if !self.is_plausible_pong(now, body) {
             self.counters.unmatched_pongs += 1;
             return;
         }
@@ -538,6 +549,20 @@ impl LinkHeartbeat {
     /// `transport_connected == 0`.
     pub fn handle_transport_error(&mut self, now: MonoTime) {
         self.link_down(now);
+    }
+
+    /// A pong echoes one of our pings: a recent one exactly as recorded, or an older one (its
+    /// record overwritten by later pings, e.g. under a latency spike while re-pinging) with a
+    /// sequence number we issued and a send time between our creation and now.
+    fn is_plausible_pong(&self, now: MonoTime, body: PingBody) -> bool {
+        if body.ping_seq >= self.next_ping_seq {
+            return false;
+        }
+        let slot = (body.ping_seq % PING_HISTORY_LEN as u64) as usize;
+        match self.ping_history[slot] {
+            Some((seq, sent)) if seq == body.ping_seq => sent.as_nanos() == body.sent_at_ns,
+            _ => (self.created_at.as_nanos()..=now.as_nanos()).contains(&body.sent_at_ns),
+        }
     }
 
     fn current_ping_interval(&self) -> Duration {
@@ -655,6 +680,17 @@ impl LinkHeartbeat {
         let n = (self.rtt_samples + 1).min(u64::from(self.config.latency_precision));
         let total = u128::from(self.rtt_avg_ns) * u128::from(n - 1) + u128::from(rtt_ns);
         self.rtt_avg_ns = u64::try_from(total / u128::from(n)).unwrap_or(u64::MAX);
+        // RFC 6298 §2: RTTVAR ← ¾·RTTVAR + ¼·|SRTT − R|, SRTT ← ⅞·SRTT + ⅛·R.
+        match self.srtt_ns {
+            None => {
+                self.srtt_ns = Some(rtt_ns);
+                self.rttvar_ns = rtt_ns / 2;
+            }
+            Some(srtt) => {
+                self.rttvar_ns = self.rttvar_ns - self.rttvar_ns / 4 + srtt.abs_diff(rtt_ns) / 4;
+                self.srtt_ns = Some(srtt - srtt / 8 + rtt_ns / 8);
+            }
+        }
         self.rtt_samples += 1;
         self.rtt_min_ns = self.rtt_min_ns.min(rtt_ns);
         self.rtt_max_ns = self.rtt_max_ns.max(rtt_ns);
@@ -1071,6 +1107,44 @@ mod tests {
         assert_eq!(sim.count(is_suspect), 0, "{:?}", sim.events);
         assert_eq!(sim.count(is_down), 0);
         assert!(sim.hb.counters().early_pings >= 1);
+    }
+
+    #[test]
+    fn a_lasting_latency_jump_does_not_take_the_link_down_or_flap() {
+        let mut sim = Sim::new(corosync_2_nodes(), MS);
+        sim.data_every = Some(5 * MS);
+        sim.run_for(20_000 * MS);
+        // The path's RTT jumps from 1 ms to 400 ms (below ping_timeout) and stays there.
+        sim.rtt = 400 * MS;
+        sim.run_for(30_000 * MS);
+        assert_eq!(sim.count(is_down), 0, "{:?}", sim.events);
+        assert!(sim.count(is_suspect) <= 2, "{:?}", sim.events);
+        assert_eq!(sim.hb.state(), LinkState::Up);
+        assert!(sim.hb.suspect_after() >= 400 * MS);
+        assert_eq!(sim.hb.counters().unmatched_pongs, 0);
+    }
+
+    #[test]
+    fn implausible_pongs_are_ignored() {
+        let mut hb = LinkHeartbeat::new(corosync_2_nodes(), 2, 1, MonoTime(1000));
+        let ping = hb.poll_ping().unwrap();
+        // Never issued, or sent before the link existed, or in the future.
+        hb.handle_pong(
+            MonoTime(2000),
+            PingBody {
+                ping_seq: 1,
+                ..ping
+            },
+        );
+        hb.handle_pong(
+            MonoTime(2000),
+            PingBody {
+                sent_at_ns: 3000,
+                ..ping
+            },
+        );
+        assert_eq!(hb.counters().unmatched_pongs, 2);
+        assert_eq!(hb.counters().pongs, 0);
     }
 
     #[test]
