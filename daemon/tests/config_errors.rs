@@ -112,6 +112,28 @@ fn mixed_families_on_one_link() {
 }
 
 #[test]
+fn link_numbers_stop_at_seven() {
+    let text = format!(
+        "{GOOD_TOTEM}totem {{\n  interface {{\n    linknumber: 8\n  }}\n}}\nnodelist {{\n  node {{\n    nodeid: 1\n    ring0_addr: 127.0.0.1\n  }}\n}}\n"
+    );
+    let problems = invalid(&text);
+    assert_eq!((problems[0].0, problems[0].1), (7, 17), "{problems:?}");
+    assert_eq!(
+        problems[0].2,
+        "interface ring number 8 is bigger than allowed maximum 7"
+    );
+    let text = "nodelist {\n  node {\n    nodeid: 1\n    ring9_addr: 127.0.0.1\n  }\n}\n";
+    assert_eq!(
+        invalid(text),
+        vec![(
+            4,
+            5,
+            "interface ring number 9 is bigger than allowed maximum 7".into()
+        )]
+    );
+}
+
+#[test]
 fn position_display_is_line_colon_column() {
     assert_eq!(Pos::new(12, 7).to_string(), "12:7");
 }

@@ -328,7 +328,10 @@ pub struct Interface {
     pub bindnetaddr: Option<String>,
     pub mcastaddr: Option<String>,
     pub ttl: Option<u8>,
+    /// Where the block starts.
     pub pos: Pos,
+    /// Where the link number is written (the block's position when it is not).
+    pub linknumber_pos: Pos,
 }
 
 /// Ping interval and timeout of one link, in milliseconds.
@@ -352,6 +355,7 @@ impl Interface {
             mcastaddr: None,
             ttl: None,
             pos,
+            linknumber_pos: pos,
         }
     }
 
@@ -708,6 +712,25 @@ impl Reader {
         self.warnings.push(Warning { pos, message });
     }
 
+    /// corosync keeps the last of repeated keys; say so, at each later occurrence.
+    fn warn_repeats(&mut self, path: &str, body: &Body) {
+        let mut first_seen: BTreeMap<&str, Pos> = BTreeMap::new();
+        for item in body.items() {
+            match first_seen.get(item.key.as_str()) {
+                Some(first) => {
+                    let message = format!(
+                        "key '{path}.{}' is repeated (first at line {}); the last value wins",
+                        item.key, first.line
+                    );
+                    self.warn(item.key_pos, message);
+                }
+                None => {
+                    first_seen.insert(&item.key, item.key_pos);
+                }
+            }
+        }
+    }
+
     fn unknown_key(&mut self, path: &str, item: &Item) {
         self.warn(
             item.key_pos,
@@ -723,6 +746,7 @@ impl Reader {
     }
 
     fn totem(&mut self, section: &Section, config: &mut Config) -> Result<(), ConfigError> {
+        self.warn_repeats("totem", &section.body);
         let totem = &mut config.totem;
         for item in section.body.items() {
             self.totem_item(item, totem)?;
@@ -885,11 +909,14 @@ impl Reader {
 
     fn interface(&mut self, section: &Section) -> Result<Interface, ConfigError> {
         let body = &section.body;
-        let linknumber = match body.item("linknumber") {
+        self.warn_repeats("totem.interface", body);
+        let linknumber_item = body.item("linknumber");
+        let linknumber = match linknumber_item {
             Some(item) => u8_value(item)?,
             None => 0,
         };
         let mut interface = Interface::new(linknumber, section.pos);
+        interface.linknumber_pos = linknumber_item.map_or(section.pos, |item| item.value_pos);
         for item in body.items() {
             match item.key.as_str() {
                 "linknumber" => {}
@@ -947,6 +974,7 @@ impl Reader {
             addrs: Vec::new(),
             pos: section.pos,
         };
+        self.warn_repeats("nodelist.node", &section.body);
         for item in section.body.items() {
             match item.key.as_str() {
                 "name" => node.name = Some(item.value.clone()),
@@ -985,6 +1013,7 @@ impl Reader {
     }
 
     fn quorum(&mut self, body: &Body, quorum: &mut Quorum) -> Result<(), ConfigError> {
+        self.warn_repeats("quorum", body);
         for item in body.items() {
             match item.key.as_str() {
                 "provider" => quorum.provider = Some(item.value.clone()),
@@ -1089,6 +1118,7 @@ impl Reader {
     }
 
     fn logging(&mut self, body: &Body, logging: &mut Logging) -> Result<(), ConfigError> {
+        self.warn_repeats("logging", body);
         for item in body.items() {
             match item.key.as_str() {
                 "to_syslog" => logging.to_syslog = yes_no_on_off(item)?,
@@ -1225,6 +1255,25 @@ mod tests {
         assert_eq!(warnings[0].pos, Pos::new(3, 2));
         assert!(warnings[0].message.contains("totem.frobnicate"));
         assert_eq!(warnings[1].pos, Pos::new(5, 1));
+    }
+
+    #[test]
+    fn repeated_keys_warn_and_the_last_wins() {
+        let (config, warnings) = typed("totem {\n version: 2\n token: 1000\n token: 2000\n}\n");
+        assert_eq!(config.totem.token_ms, 2000);
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].pos, Pos::new(4, 2));
+        assert!(warnings[0].message.contains("first at line 3"));
+    }
+
+    #[test]
+    fn zero_timeouts_mean_default_as_in_corosync() {
+        let (config, _) = typed("totem {\n token: 0\n consensus: 0\n join: 0\n}\n");
+        let timings = config.totem.timings(2);
+        assert_eq!(
+            (timings.token_ms, timings.consensus_ms, timings.join_ms),
+            (3000, 3600, 50)
+        );
     }
 
     #[test]

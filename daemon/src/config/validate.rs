@@ -17,6 +17,9 @@ use super::tree::Pos;
 pub const KNET_NODEID_LIMIT: u32 = 65_536;
 /// pvecm's cluster name limit (`API2/ClusterConfig.pm`: `maxLength => 15`).
 pub const PVECM_CLUSTER_NAME_CHARS_MAX: usize = 15;
+/// knet's heartbeat thread tick (`KNET_THREADS_TIMER_RES`, 200 ms, REFERENCE.md §1.3): ping
+/// timers below it do not work as written.
+pub const KNET_HEARTBEAT_TICK_MS: u32 = 200;
 /// The only quorum provider corosync 3 has.
 pub const QUORUM_PROVIDER: &str = "corosync_votequorum";
 
@@ -207,11 +210,37 @@ fn check_links(config: &Config, findings: &mut Findings) {
     for interface in &config.interfaces {
         if interface.linknumber >= LINKS_MAX {
             findings.error(
-                interface.pos,
+                interface.linknumber_pos,
                 format!(
                     "interface ring number {} is bigger than allowed maximum {}",
                     interface.linknumber,
                     LINKS_MAX - 1
+                ),
+            );
+        }
+        let explicit_ping = (
+            interface.knet_ping_interval_ms.is_some(),
+            interface.knet_ping_timeout_ms.is_some(),
+        );
+        if explicit_ping.0 != explicit_ping.1 {
+            findings.warn(
+                interface.pos,
+                format!(
+                    "link {}: knet_ping_interval and knet_ping_timeout are a pair; with only \
+                     one set, the other is derived from the token timeout",
+                    interface.linknumber
+                ),
+            );
+        }
+        let timers = interface.ping_timers(config.totem.timings(config.nodes.len()).token_ms);
+        if timers.interval_ms < KNET_HEARTBEAT_TICK_MS || timers.timeout_ms < KNET_HEARTBEAT_TICK_MS
+        {
+            findings.warn(
+                interface.pos,
+                format!(
+                    "link {}: ping interval {} ms / timeout {} ms is below knet's {KNET_HEARTBEAT_TICK_MS} ms \
+                     heartbeat tick",
+                    interface.linknumber, timers.interval_ms, timers.timeout_ms
                 ),
             );
         }
