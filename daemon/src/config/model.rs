@@ -258,7 +258,20 @@ pub struct Timings {
     pub max_network_delay_ms: u32,
 }
 
+/// knet's largest packet (`KNET_MAX_PACKET_SIZE`, REFERENCE.md §1.5): corosync's netmtu when
+/// none is written and the transport is knet (`totemconfig.c`).
+pub const KNET_NETMTU_DEFAULT: u32 = 65_536;
+
 impl Totem {
+    /// `netmtu` in effect: the written value, or knet's default when absent or 0.
+    pub fn netmtu_effective(&self) -> u32 {
+        if self.netmtu == 0 {
+            KNET_NETMTU_DEFAULT
+        } else {
+            self.netmtu
+        }
+    }
+
     /// The effective timeouts for a nodelist of `node_count` nodes.
     pub fn timings(&self, node_count: usize) -> Timings {
         let extra_nodes = u64::try_from(node_count.saturating_sub(2)).unwrap_or(u64::MAX);
@@ -783,6 +796,7 @@ impl Reader {
         match item.key.as_str() {
             "version" => totem.version = Some(u32_value(item)?),
             "cluster_name" => totem.cluster_name = Some(item.value.clone()),
+            // strtoull in corosync would wrap "-1" to 2^64-1; a sign is refused here instead.
             "config_version" => {
                 totem.config_version = item
                     .value

@@ -147,6 +147,22 @@ impl Body {
         self.sections().filter(move |section| section.name == name)
     }
 
+    /// All sections, in order, for editing.
+    pub fn sections_mut(&mut self) -> impl Iterator<Item = &mut Section> {
+        self.entries.iter_mut().filter_map(|entry| match entry {
+            Entry::Section(section) => Some(section),
+            Entry::Item(_) => None,
+        })
+    }
+
+    /// Removes every item called `key`; returns how many there were.
+    pub fn remove_items(&mut self, key: &str) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|entry| !matches!(entry, Entry::Item(item) if item.key == key));
+        before - self.entries.len()
+    }
+
     /// The last item called `key` (corosync keeps the last of repeated keys).
     pub fn item(&self, key: &str) -> Option<&Item> {
         self.items().filter(|item| item.key == key).last()
@@ -177,4 +193,43 @@ impl Body {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tree {
     pub root: Body,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editing_helpers() {
+        let mut tree = Tree::default();
+        let totem = tree.root.push_section("totem");
+        totem.push_item("token", "1000");
+        totem.push_item("token", "2000");
+        totem.set("token", "3000");
+        assert_eq!(
+            totem.items().map(|i| i.value.as_str()).collect::<Vec<_>>(),
+            ["1000", "3000"]
+        );
+        totem.set("version", "2");
+        assert_eq!(totem.item("version").map(|i| i.value.as_str()), Some("2"));
+        assert_eq!(totem.remove_items("token"), 2);
+        assert!(totem.item("token").is_none());
+        for section in tree.root.sections_mut() {
+            section.body.push_item("cluster_name", "c");
+        }
+        let totem = tree.root.section_mut("totem").expect("totem");
+        assert_eq!(
+            totem.item("cluster_name").map(|i| i.value.as_str()),
+            Some("c")
+        );
+        assert!(tree.root.section_mut("quorum").is_none());
+    }
+
+    #[test]
+    fn positions_do_not_take_part_in_equality() {
+        let mut placed = Item::new("k", "v");
+        placed.key_pos = Pos::new(3, 1);
+        assert_eq!(placed, Item::new("k", "v"));
+        assert_ne!(Item::new("k", "v"), Item::new("k", "w"));
+    }
 }
