@@ -48,3 +48,29 @@ regression!(
     #[ignore = "totem: no ring of all live nodes for 10x the liveness bound after heal"]
     seed_37_15_nodes_no_merge: 37, 15, Heavy
 );
+
+// Liveness: 10 nodes, token 200/20. After the heal n1 still joins with failed_list [10] from an
+// earlier gather; n10 answers by putting every node that failed it into its own failed list
+// (failed [1, 3, 6, 8]), so the cluster splits into groups that merge detect joins back one
+// round at a time: one ring 7241 ms after the heal, bound 3216 ms.
+regression!(
+    #[ignore = "totem: stale failed lists after heal split the cluster; slow piecewise merge"]
+    seed_143_10_nodes_stale_failed_list: 143, 10, Heavy
+);
+
+// Liveness: 12 nodes, one ring 20.9 s after the heal, bound 5680 ms.
+regression!(
+    #[ignore = "totem: slow merge after heal (see seed 143)"]
+    seed_98_12_nodes_slow_merge: 98, 12, Heavy
+);
+
+// Liveness: 16 nodes with corosync's default token (3000 + 14·650): one ring 71.6 s after the
+// heal, bound 68960 ms.
+regression!(
+    #[ignore = "totem: slow merge after heal (see seed 143)"]
+    seed_247_16_nodes_default_token_slow_merge: 247, 16, Heavy
+);
+
+// Every node was down at the end of the fault phase (the liveness phase now restarts one).
+regression!(seed_41_2_nodes_all_down: 41, 2, Heavy);
+regression!(seed_61_3_nodes_all_down: 61, 3, Heavy);

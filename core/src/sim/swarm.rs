@@ -455,6 +455,14 @@ fn liveness_phase(sim: &mut Sim, rng: &mut SimRng) -> Result<u64, Violation> {
             start_or_fail(sim.join(n))?;
         }
     }
+    if sim.live_nodes().is_empty() {
+        // Everyone is down: bring one node back so that there is a ring to check.
+        if let Some(&n) = sim.crashed_nodes().first() {
+            start_or_fail(sim.restart(n))?;
+        } else if let Some(&n) = sim.stopped_nodes().first() {
+            start_or_fail(sim.join(n))?;
+        }
+    }
     let cfg = sim.totem_config().clone();
     let healed_ms = sim.now_ms();
     let bound_ms = liveness_bound_ms(&cfg);
