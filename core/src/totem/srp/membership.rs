@@ -38,6 +38,12 @@ impl Srp {
             self.failed_set.clear();
         }
         self.proc_set.insert(self.me);
+        let pending_proc = std::mem::take(&mut self.pending_proc);
+        let pending_failed = std::mem::take(&mut self.pending_failed);
+        self.proc_set.extend(pending_proc);
+        self.failed_set
+            .extend(pending_failed.into_iter().filter(|&n| n != self.me));
+        self.settled = false;
         self.proc_set
             .extend(add_proc.iter().copied().filter(|&n| n != 0));
         self.failed_set
@@ -366,7 +372,7 @@ impl Srp {
     }
 
     /// RECOVERY → OPERATIONAL: deliver what is left of the old ring with EVS, then the new ring.
-    pub(super) fn install(&mut self, _now: MonoTime) {
+    pub(super) fn install(&mut self, now: MonoTime) {
         let Some(forming) = self.forming.take() else {
             return;
         };
@@ -440,7 +446,9 @@ impl Srp {
         self.failed_set.clear();
         self.consensus.clear();
         self.packer.restart_partial();
-        self.last_merge_detect = None;
+        // The first merge detect waits one merge period, giving every member time to install.
+        self.last_merge_detect = Some(now);
+        self.settled = false;
         self.deliver_ring();
     }
 
@@ -479,7 +487,7 @@ impl Srp {
                     }
                     self.start_gather(now, &[from], &[from], "join marks us failed");
                 } else {
-                    self.start_gather(now, &j.proc_list, &j.failed_list, "join");
+                    self.request_merge(now, from, &j.proc_list, &j.failed_list, "join");
                 }
             }
             State::Gather => {

@@ -145,6 +145,12 @@ pub struct Srp {
     ring: Ring,
     tk: TokenState,
     last_merge_detect: Option<MonoTime>,
+    /// Every member installed the current ring (the token came round without the install flag).
+    /// Until then, merge requests from outsiders wait in `pending_*` so that a fresh ring is not
+    /// torn down before all its members installed it.
+    settled: bool,
+    pending_proc: BTreeSet<NodeId>,
+    pending_failed: BTreeSet<NodeId>,
     /// Highest ring seq heard of, and the one last persisted.
     highest_ring_seq: u64,
     persisted_seq: u64,
@@ -194,6 +200,9 @@ impl Srp {
             ring: placeholder,
             tk: TokenState::default(),
             last_merge_detect: None,
+            settled: false,
+            pending_proc: BTreeSet::new(),
+            pending_failed: BTreeSet::new(),
             highest_ring_seq: last_ring_seq,
             persisted_seq: last_ring_seq,
             proc_set: BTreeSet::from([me]),
@@ -497,7 +506,14 @@ impl Srp {
                 self.install(now);
             } else if is_rep {
                 tok.install = false; // a full rotation: everybody installed
+                self.settled = true;
             }
+        } else if self.state == State::Operational {
+            self.settled = true;
+        }
+        if self.settled && self.state == State::Operational && !self.pending_proc.is_empty() {
+            self.start_gather(now, &[], &[], "merge with other nodes");
+            return;
         }
         if self.state == State::Recovery && is_rep && self.recovery_complete(&tok) {
             self.install(now);
@@ -725,7 +741,7 @@ impl Srp {
                 let foreign =
                     !self.ring.members.contains(&from) || m.ring_id.seq > self.ring.id.seq;
                 if foreign && m.ring_id.seq != 0 {
-                    self.start_gather(now, &[from], &[], "foreign multicast");
+                    self.request_merge(now, from, &[from], &[], "foreign multicast");
                 }
             }
             State::Gather | State::Commit => {
@@ -742,7 +758,28 @@ impl Srp {
             return;
         }
         if !self.ring.members.contains(&from) || ring_id.seq > self.ring.id.seq {
-            self.start_gather(now, &[from], &[], "merge detect");
+            self.request_merge(now, from, &[from], &[], "merge detect");
+        }
+    }
+
+    /// OPERATIONAL: `from` asks (by join, merge detect or multicast) to form a membership with
+    /// `proc`. A member doing so abandoned the ring: gather now. An outsider waits until every
+    /// member installed the ring.
+    pub(super) fn request_merge(
+        &mut self,
+        now: MonoTime,
+        from: NodeId,
+        proc: &[NodeId],
+        failed: &[NodeId],
+        why: &str,
+    ) {
+        if self.settled || self.ring.members.contains(&from) {
+            self.start_gather(now, proc, failed, why);
+        } else {
+            self.pending_proc
+                .extend(proc.iter().copied().filter(|&n| n != 0));
+            self.pending_failed
+                .extend(failed.iter().copied().filter(|&n| n != self.me));
         }
     }
 
