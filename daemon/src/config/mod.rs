@@ -2,17 +2,18 @@
 //!
 //! The layers, each its own module:
 //! * [`tree`] — the generic ordered tree (sections and `key: value` items) that keeps unknown keys;
-//! * [`parse`] — corosync's grammar, errors with line and column;
+//! * [`mod@parse`] — corosync's grammar, errors with line and column;
 //! * [`model`] — the typed view (totem, interfaces, nodelist, quorum, logging) with corosync's
-//!   defaults, and warnings for keys it does not know;
+//!   defaults; `read` fills it from a tree, with warnings for keys it does not know;
 //! * [`validate`] — the checks corosync and pvecm make (node ids, links, timings, ...);
 //! * [`resolve`] — host names to IPs once, following `ip_version`, and the local-node choice;
-//! * [`write`] — text back out in pvecm's layout, `config_version` bumps, atomic file writes.
+//! * [`mod@write`] — text back out in pvecm's layout, `config_version` bumps, atomic file writes.
 //!
-//! [`load`] runs them in order; it is what `totemd -t` and daemon start-up call.
+//! [`load_file`] and [`load_str`] run them in order: what `totemd -t` and daemon start-up call.
 
 pub mod model;
 pub mod parse;
+mod read;
 pub mod resolve;
 pub mod tree;
 pub mod validate;

@@ -1,6 +1,6 @@
 //! Writing a [`Tree`] back to text, pvecm's ordering, `config_version` bumps and atomic file writes.
 //!
-//! [`write`] is a faithful serializer: entries in tree order, two spaces of indent per level,
+//! [`write()`] is a faithful serializer: entries in tree order, two spaces of indent per level,
 //! `key: value`, a blank line after each top-level section, comments dropped (as pvecm does).
 //! [`canonicalize`] puts a tree in the order pvecm's `write_conf` produces (pve-cluster
 //! `src/PVE/Corosync.pm`, REFERENCE.md §4.3): keys and sections sorted by name at every level,
