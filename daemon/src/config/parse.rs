@@ -16,8 +16,9 @@
 //! * A dotted path (`totem.interface.linknumber`) must stay under corosync's key-name limit.
 //!
 //! Deliberate departures, each refusing something corosync would accept by accident: a NUL byte
-//! is an error (corosync silently cuts the line there), and the key or section name `:` produced
-//! by corosync's trimming of `: value` and `: {` is reported as a missing name.
+//! is an error (corosync silently cuts the line there); the key or section name `:` produced
+//! by corosync's trimming of `: value` and `: {` is reported as a missing name; and text outside
+//! comment lines must be UTF-8 (corosync takes any bytes).
 
 use super::tree::{Body, Entry, Item, Pos, Section, Tree};
 
@@ -71,30 +72,52 @@ pub(crate) fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t' || c == '\u{a0}'
 }
 
-/// Parses raw file bytes; non-UTF-8 input is an error at the first bad byte.
+/// Parses raw file bytes. corosync reads bytes, so a comment in Latin-1 (say) must not make a
+/// file unusable: comment lines that are not UTF-8 are skipped like any comment. Anywhere else
+/// non-UTF-8 is an error at the first bad byte.
 pub fn parse_bytes(bytes: &[u8]) -> Result<Tree, ParseError> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parse(text),
-        Err(utf8_error) => {
-            let valid = &bytes[..utf8_error.valid_up_to()];
-            // The prefix is valid UTF-8 by construction, so this never falls back.
-            let valid = std::str::from_utf8(valid).unwrap_or_default();
-            Err(ParseError {
-                pos: end_position(valid),
-                kind: ParseErrorKind::InvalidUtf8,
-            })
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return parse(text);
+    }
+    let mut text = String::with_capacity(bytes.len());
+    for (index, line) in bytes.split_inclusive(|&byte| byte == b'\n').enumerate() {
+        match std::str::from_utf8(line) {
+            Ok(valid) => text.push_str(valid),
+            Err(utf8_error) => {
+                let line_number = to_u32(index + 1);
+                let content = line.strip_suffix(b"\n").unwrap_or(line);
+                if content.len() > LINE_BYTES_MAX {
+                    let column = to_u32(LINE_BYTES_MAX + 1);
+                    return Err(error(
+                        Pos::new(line_number, column),
+                        ParseErrorKind::LineTooLong,
+                    ));
+                }
+                if !is_comment_bytes(content) {
+                    let valid = &content[..utf8_error.valid_up_to()];
+                    let column = String::from_utf8_lossy(valid).chars().count() + 1;
+                    return Err(error(
+                        Pos::new(line_number, to_u32(column)),
+                        ParseErrorKind::InvalidUtf8,
+                    ));
+                }
+                // Same line count, same meaning: a comment.
+                text.push('#');
+                if line.ends_with(b"\n") {
+                    text.push('\n');
+                }
+            }
         }
     }
+    parse(&text)
 }
 
-/// The position just after `text`.
-fn end_position(text: &str) -> Pos {
-    let line_index = text.matches('\n').count();
-    let last_line = text.rsplit('\n').next().unwrap_or("");
-    Pos::new(
-        to_u32(line_index + 1),
-        to_u32(last_line.chars().count() + 1),
-    )
+/// Is this raw line a comment: its first non-blank byte `#` (blank bytes as corosync's: space,
+/// tab, 0xA0)?
+fn is_comment_bytes(line: &[u8]) -> bool {
+    line.iter()
+        .find(|&&byte| byte != b' ' && byte != b'\t' && byte != 0xA0)
+        .is_some_and(|&byte| byte == b'#')
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -364,6 +387,17 @@ mod tests {
     fn bad_utf8_and_nul_are_errors() {
         let e = parse_bytes(b"a: 1\nb: \xff\n").expect_err("bad utf8");
         assert_eq!((e.pos.line, e.pos.column), (2, 4));
+        let e = parse_bytes(b"# ok\n\xc3\xa9: caf\xe9\n").expect_err("latin-1 value");
+        assert_eq!(
+            (e.pos.line, e.pos.column, e.kind),
+            (2, 7, ParseErrorKind::InvalidUtf8)
+        );
+        // A Latin-1 comment is still a comment; line numbers after it are unchanged.
+        let tree = parse_bytes(b"  # caf\xe9\ntotem {\n}\n}\n");
+        assert_eq!(tree.map_err(|e| e.pos), Err(Pos::new(4, 1)));
+        let long = [b"#".as_slice(), &[0xe9; LINE_BYTES_MAX]].concat();
+        let e = parse_bytes(&long).expect_err("long");
+        assert_eq!(e.kind, ParseErrorKind::LineTooLong);
         assert_eq!(err("a: \0\n"), (1, 4, ParseErrorKind::NulByte));
     }
 }
