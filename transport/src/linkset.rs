@@ -30,7 +30,8 @@ use crate::frag::{
 };
 use crate::heartbeat::{HeartbeatConfig, KnetTimerOverrides, LinkEvent, LinkState, RttStats};
 use crate::io::{self, Backend, BackendKind, IoOptions, Waker};
-use crate::policy::{LinkMask, LinkMode, LinkStatus, PeerPolicy};
+use crate::pmtud::{IpVersion, PMTUD_INTERVAL_DEFAULT};
+use crate::policy::{LinkMask, LinkMode, PeerPolicy};
 use crate::queue::BufferPool;
 use crate::reactor::{self, Control, LinkParams, ReactorHandle, RxFrame, Shared, TxFrame};
 use crate::wire::{
@@ -224,6 +225,8 @@ pub struct LinkSetConfig {
     pub event_queue_capacity: usize,
     /// Datagrams per I/O batch.
     pub batch_max: usize,
+    /// `knet_pmtud_interval`: time between path MTU discovery runs per (peer, link).
+    pub pmtud_interval: Duration,
     /// io_uring receive buffers per link.
     pub recv_buffers: u16,
 }
@@ -245,6 +248,7 @@ impl LinkSetConfig {
             rx_queue_capacity: RX_QUEUE_DEFAULT,
             event_queue_capacity: EVENT_QUEUE_DEFAULT,
             batch_max: io::BATCH_MAX_DEFAULT,
+            pmtud_interval: PMTUD_INTERVAL_DEFAULT,
             recv_buffers: io::RECV_BUFFERS_DEFAULT,
         }
     }
@@ -339,6 +343,8 @@ pub struct PeerLinkStatus {
     pub rtt: RttStats,
     /// 99th percentile RTT.
     pub rtt_p99: Option<Duration>,
+    /// Largest data payload per frame found by path MTU discovery, once it completed.
+    pub data_mtu: Option<usize>,
 }
 
 /// Counters since start, by reason.
@@ -401,7 +407,12 @@ struct TxState {
     seen_generation: u64,
     next_seq: u64,
     next_message_id: u32,
+    /// Largest fragment the configured MTU allows.
     fragment_len: usize,
+    /// Per link: the fragment length the protocol minimum MTU allows (used before discovery).
+    min_data_mtu: [usize; MAX_LINKS],
+    /// Per peer and link: the data MTU path MTU discovery found.
+    data_mtu: HashMap<u32, [Option<usize>; MAX_LINKS]>,
     targets: Vec<(u32, LinkMask)>,
     queue_full: u64,
 }
@@ -422,6 +433,7 @@ pub struct LinkSet {
     backend: Backend,
     io_options: IoOptions,
     tx_queue_capacity: usize,
+    pmtud_interval: Duration,
 }
 
 impl fmt::Debug for LinkSet {
@@ -489,7 +501,8 @@ impl LinkSet {
             ));
         }
         let io_options = IoOptions {
-            max_datagram_bytes: max_frame,
+            // Probes of any size must arrive for path MTU discovery to find the path's limit.
+            max_datagram_bytes: io::MAX_DATAGRAM_BYTES,
             batch_max: config.batch_max,
             recv_buffers: config.recv_buffers,
             socket_buffer_bytes: io::SOCKET_BUFFER_BYTES_DEFAULT,
@@ -526,6 +539,8 @@ impl LinkSet {
                 next_seq: first_seq,
                 next_message_id: 0,
                 fragment_len,
+                min_data_mtu: [MIN_FRAGMENT_LEN; MAX_LINKS],
+                data_mtu: HashMap::new(),
                 targets: Vec::new(),
                 queue_full: 0,
             }),
@@ -539,6 +554,7 @@ impl LinkSet {
             backend: config.backend,
             io_options,
             tx_queue_capacity: config.tx_queue_capacity,
+            pmtud_interval: config.pmtud_interval,
         };
         set.set_peers(config.peers)?;
         for link in config.links {
@@ -578,7 +594,17 @@ impl LinkSet {
             heartbeat: link.heartbeat.unwrap_or(self.heartbeat),
             peers,
             cpu: link.cpu,
+            pmtud_interval: self.pmtud_interval,
         };
+        let ip_version = if link.bind.is_ipv4() {
+            IpVersion::V4
+        } else {
+            IpVersion::V6
+        };
+        tx.min_data_mtu[usize::from(number)] = ip_version
+            .min_mtu()
+            .saturating_sub(ip_version.ip_udp_overhead() + HEADER_LEN + TAG_LEN)
+            .max(MIN_FRAGMENT_LEN);
         let handle = reactor::spawn(Arc::clone(&self.shared), params, io, self.tx_queue_capacity)
             .map_err(|source| Error::Io {
             link: number,
@@ -678,21 +704,7 @@ impl LinkSet {
         let mut guard = lock(&self.tx);
         let tx = &mut *guard;
         self.refresh_policies(tx);
-        let pieces = match fragments(msg, tx.next_message_id, tx.fragment_len) {
-            Ok(pieces) => pieces,
-            Err(FragError::MessageTooLong { len, max }) => {
-                return Err(SendError::TooLarge { len, max })
-            }
-            Err(_) => {
-                return Err(SendError::TooLarge {
-                    len: msg.len(),
-                    max: MAX_MESSAGE_LEN,
-                })
-            }
-        };
-        let count = usize::from(pieces.fragment_count());
         tx.targets.clear();
-        let mut needed = [0usize; MAX_LINKS];
         let single = match dest {
             Dest::Node(node) => Some(node),
             Dest::AllPeers => None,
@@ -718,14 +730,41 @@ impl LinkSet {
                 }
                 continue;
             }
-            for link in mask.iter() {
-                needed[usize::from(link)] += count;
-            }
             tx.targets.push((node, mask));
         }
         if let Some(node) = single {
             if !tx.peer_ids.contains(&node) {
                 return Err(SendError::UnknownPeer(node));
+            }
+        }
+        // Every copy of a fragment must have the same length (one seq, one reassembly), so the
+        // message uses the smallest data MTU among the chosen (peer, link) pairs; before
+        // discovery has a value for a pair, the protocol minimum MTU.
+        let mut fragment_len = tx.fragment_len;
+        for &(node, mask) in &tx.targets {
+            let mtus = tx.data_mtu.get(&node).copied().unwrap_or_default();
+            for link in mask.iter() {
+                let fallback = tx.min_data_mtu[usize::from(link)];
+                fragment_len = fragment_len.min(mtus[usize::from(link)].unwrap_or(fallback));
+            }
+        }
+        let pieces = match fragments(msg, tx.next_message_id, fragment_len.max(MIN_FRAGMENT_LEN)) {
+            Ok(pieces) => pieces,
+            Err(FragError::MessageTooLong { len, max }) => {
+                return Err(SendError::TooLarge { len, max })
+            }
+            Err(_) => {
+                return Err(SendError::TooLarge {
+                    len: msg.len(),
+                    max: MAX_MESSAGE_LEN,
+                })
+            }
+        };
+        let count = usize::from(pieces.fragment_count());
+        let mut needed = [0usize; MAX_LINKS];
+        for &(_, mask) in &tx.targets {
+            for link in mask.iter() {
+                needed[usize::from(link)] += count;
             }
         }
         for (link, need) in needed.iter().enumerate() {
@@ -785,14 +824,13 @@ impl LinkSet {
         }
         tx.seen_generation = generation;
         let states = lock(&self.shared.states);
+        tx.data_mtu.clear();
         for (node, policy) in tx.policies.iter_mut() {
-            let links = states
-                .get(node)
-                .copied()
-                .unwrap_or([LinkStatus::default(); MAX_LINKS]);
-            if let Some(change) = policy.update(links) {
+            let links = states.get(node).copied().unwrap_or_default();
+            if let Some(change) = policy.update(links.status) {
                 tracing::info!("{change}");
             }
+            tx.data_mtu.insert(*node, links.data_mtu);
         }
     }
 
@@ -899,6 +937,10 @@ impl LinkSet {
                     active,
                     rtt: peer.rtt,
                     rtt_p99: peer.rtt_p99,
+                    data_mtu: tx
+                        .data_mtu
+                        .get(&peer.node)
+                        .and_then(|m| m[usize::from(handle.link)]),
                 });
             }
         }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::heartbeat::{HeartbeatConfig, LinkEvent, LinkHeartbeat, LinkState, RttStats};
 use crate::io::{BackendKind, Incoming, LinkIo, PathError, Waker};
 use crate::linkset::{Event, FrameCrypto};
+use crate::pmtud::{IpVersion, Pmtud, PmtudConfig, PmtudEvent};
 use crate::policy::LinkStatus;
 use crate::queue::{BoundedQueue, BufferPool};
 use crate::wire::{
@@ -86,6 +87,15 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// What the send side needs to know about one peer's links.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PeerLinks {
+    /// Per link: usable, suspect, priority.
+    pub(crate) status: [LinkStatus; MAX_LINKS],
+    /// Per link: largest data payload per frame found by path MTU discovery (`None` = not yet).
+    pub(crate) data_mtu: [Option<usize>; MAX_LINKS],
+}
+
 /// State shared by the reactors and the link set.
 pub(crate) struct Shared {
     pub(crate) node_id: u32,
@@ -97,8 +107,9 @@ pub(crate) struct Shared {
     /// Written once per reactor batch that queued something for the consumer.
     pub(crate) consumer: Waker,
     pub(crate) pool: BufferPool,
-    /// Link state per peer for the send-side policy; `generation` bumps on every change.
-    pub(crate) states: Mutex<HashMap<u32, [LinkStatus; MAX_LINKS]>>,
+    /// Link state and discovered data MTU per peer for the send side; `generation` bumps on
+    /// every change.
+    pub(crate) states: Mutex<HashMap<u32, PeerLinks>>,
     pub(crate) generation: AtomicU64,
     pub(crate) counters: SharedCounters,
 }
@@ -112,20 +123,33 @@ impl Shared {
         self.origin + Duration::from_nanos(at.as_nanos())
     }
 
-    fn set_link_status(&self, node: u32, link: u8, status: LinkStatus) {
+    fn update_peer(&self, node: u32, change: impl FnOnce(&mut PeerLinks)) {
         let mut states = self
             .states
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = states
-            .entry(node)
-            .or_insert([LinkStatus::default(); MAX_LINKS]);
-        if let Some(slot) = entry.get_mut(usize::from(link)) {
-            if *slot != status {
-                *slot = status;
-                self.generation.fetch_add(1, Ordering::SeqCst);
-            }
+        let entry = states.entry(node).or_default();
+        let before = *entry;
+        change(entry);
+        if *entry != before {
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    fn set_link_status(&self, node: u32, link: u8, status: LinkStatus) {
+        self.update_peer(node, |peer| {
+            if let Some(slot) = peer.status.get_mut(usize::from(link)) {
+                *slot = status;
+            }
+        });
+    }
+
+    fn set_data_mtu(&self, node: u32, link: u8, data_mtu: Option<usize>) {
+        self.update_peer(node, |peer| {
+            if let Some(slot) = peer.data_mtu.get_mut(usize::from(link)) {
+                *slot = data_mtu;
+            }
+        });
     }
 }
 
@@ -147,6 +171,7 @@ pub(crate) struct LinkParams {
     pub(crate) heartbeat: HeartbeatConfig,
     pub(crate) peers: Vec<(u32, SocketAddr)>,
     pub(crate) cpu: Option<usize>,
+    pub(crate) pmtud_interval: Duration,
 }
 
 /// The link set's handle on a running reactor.
@@ -218,6 +243,7 @@ pub(crate) fn spawn(
         link: params.link,
         priority: params.priority,
         heartbeat: params.heartbeat,
+        pmtud_interval: params.pmtud_interval,
         peers: Vec::new(),
         by_node: HashMap::new(),
         tx: Arc::clone(&tx),
@@ -264,6 +290,9 @@ struct PeerLink {
     node: u32,
     addr: SocketAddr,
     heartbeat: LinkHeartbeat,
+    pmtud: Pmtud,
+    /// Id of the MTU probe last sent, to attribute an `EMSGSIZE` to it.
+    probe_in_flight: Option<u32>,
     unreachable_reported: bool,
 }
 
@@ -271,6 +300,7 @@ struct Reactor {
     link: u8,
     priority: u8,
     heartbeat: HeartbeatConfig,
+    pmtud_interval: Duration,
     peers: Vec<PeerLink>,
     by_node: HashMap<u32, usize>,
     tx: Arc<BoundedQueue<TxFrame>>,
@@ -335,10 +365,24 @@ impl Reactor {
                 _ => {
                     self.shared
                         .set_link_status(node, self.link, self.status_of(LinkState::Down));
+                    self.shared.set_data_mtu(node, self.link, None);
+                    let heartbeat = LinkHeartbeat::new(self.heartbeat, node, self.link, now);
+                    let pmtud_config = PmtudConfig {
+                        interval: self.pmtud_interval,
+                        reply_timeout: heartbeat.pong_timeout_adjusted(),
+                        ip_version: if addr.is_ipv4() {
+                            IpVersion::V4
+                        } else {
+                            IpVersion::V6
+                        },
+                        encrypted: self.shared.crypto.is_some(),
+                    };
                     PeerLink {
                         node,
                         addr,
-                        heartbeat: LinkHeartbeat::new(self.heartbeat, node, self.link, now),
+                        heartbeat,
+                        pmtud: Pmtud::new(pmtud_config, node, self.link),
+                        probe_in_flight: None,
                         unreachable_reported: false,
                     }
                 }
@@ -349,9 +393,10 @@ impl Reactor {
         for gone in old.into_values() {
             self.shared
                 .set_link_status(gone.node, self.link, LinkStatus::default());
+            self.shared.set_data_mtu(gone.node, self.link, None);
         }
         for index in 0..self.peers.len() {
-            self.after_heartbeat(index);
+            self.after_heartbeat(index, now);
         }
         self.publish_snapshot(true);
     }
@@ -368,26 +413,30 @@ impl Reactor {
         let cap = Instant::now() + REACTOR_TICK_MAX;
         self.peers
             .iter()
-            .filter_map(|p| p.heartbeat.poll_timeout())
+            .flat_map(|p| [p.heartbeat.poll_timeout(), p.pmtud.poll_timeout()])
+            .flatten()
             .map(|at| self.shared.instant(at))
             .fold(cap, Instant::min)
     }
 
     fn drive_timers(&mut self, now: MonoTime) {
         for index in 0..self.peers.len() {
-            let due = self.peers[index]
-                .heartbeat
-                .poll_timeout()
-                .is_some_and(|at| at <= now);
-            if due {
-                self.peers[index].heartbeat.handle_timeout(now);
+            let peer = &mut self.peers[index];
+            if peer.heartbeat.poll_timeout().is_some_and(|at| at <= now) {
+                peer.heartbeat.handle_timeout(now);
             }
-            self.after_heartbeat(index);
+            peer.pmtud
+                .set_reply_timeout(peer.heartbeat.pong_timeout_adjusted());
+            if peer.pmtud.poll_timeout().is_some_and(|at| at <= now) {
+                peer.pmtud.handle_timeout(now);
+            }
+            self.after_heartbeat(index, now);
         }
     }
 
-    /// Sends the ping a heartbeat asks for and publishes its events.
-    fn after_heartbeat(&mut self, index: usize) {
+    /// Sends the ping and MTU probe the peer's heartbeat and discovery ask for and publishes
+    /// their events.
+    fn after_heartbeat(&mut self, index: usize, now: MonoTime) {
         if let Some(ping) = self.peers[index].heartbeat.poll_ping() {
             let mut body = [0u8; PingBody::LEN];
             if ping.encode_into(&mut body).is_ok() {
@@ -395,9 +444,15 @@ impl Reactor {
             }
         }
         while let Some(event) = self.peers[index].heartbeat.poll_event() {
-            let peer = &self.peers[index];
-            let status = self.status_of(peer.heartbeat.state());
-            self.shared.set_link_status(peer.node, self.link, status);
+            let peer = &mut self.peers[index];
+            match event {
+                LinkEvent::LinkUp { .. } => peer.pmtud.handle_link_state(now, true),
+                LinkEvent::LinkDown { .. } => peer.pmtud.handle_link_state(now, false),
+                LinkEvent::Suspect { .. } | LinkEvent::Recovered { .. } => {}
+            }
+            let (node, state) = (peer.node, peer.heartbeat.state());
+            let status = self.status_of(state);
+            self.shared.set_link_status(node, self.link, status);
             match event {
                 LinkEvent::LinkUp { .. } | LinkEvent::LinkDown { .. } => tracing::info!("{event}"),
                 LinkEvent::Suspect { .. } | LinkEvent::Recovered { .. } => {
@@ -410,12 +465,37 @@ impl Reactor {
             self.pushed_for_consumer = true;
             self.last_snapshot = None; // refresh the status snapshot now
         }
+        // A probe that cannot even be encoded (larger than a frame may be) failed at once; the
+        // discovery then asks for a smaller one (bounded by its probes-per-run limit).
+        while let Some(probe) = self.peers[index].pmtud.poll_probe() {
+            let mut body = vec![0u8; usize::from(probe.payload_len)];
+            let queued = probe.body.encode_into(&mut body).is_ok()
+                && self.queue_control(index, FrameType::MtuProbe, &body);
+            if queued {
+                self.peers[index].probe_in_flight = Some(probe.body.probe_id);
+                break;
+            }
+            self.peers[index]
+                .pmtud
+                .handle_send_error(now, probe.body.probe_id, None);
+        }
+        while let Some(event) = self.peers[index].pmtud.poll_event() {
+            tracing::info!("{event}");
+            let node = self.peers[index].node;
+            match event {
+                PmtudEvent::Completed { to, .. } => {
+                    self.shared.set_data_mtu(node, self.link, Some(to))
+                }
+                PmtudEvent::Invalid { .. } => self.shared.set_data_mtu(node, self.link, None),
+                PmtudEvent::Aborted { .. } => {}
+            }
+        }
     }
 
     /// Builds a control frame (ping, pong, MTU reply) to peer `index` and queues it for sending.
-    fn queue_control(&mut self, index: usize, frame_type: FrameType, body: &[u8]) {
+    fn queue_control(&mut self, index: usize, frame_type: FrameType, body: &[u8]) -> bool {
         let Ok(payload_len) = u16::try_from(body.len()) else {
-            return;
+            return false;
         };
         let header = Header {
             frame_type,
@@ -433,12 +513,12 @@ impl Reactor {
         buf.resize(HEADER_LEN, 0);
         buf.extend_from_slice(body);
         let addr = self.peers[index].addr;
-        self.seal_and_queue(addr, header, buf);
+        self.seal_and_queue(addr, header, buf)
     }
 
     /// Writes the header (with crypto fields when encrypting), seals in place, appends the tag
     /// and queues the frame; a frame that cannot be encoded is counted and dropped.
-    fn seal_and_queue(&mut self, addr: SocketAddr, mut header: Header, mut buf: Vec<u8>) {
+    fn seal_and_queue(&mut self, addr: SocketAddr, mut header: Header, mut buf: Vec<u8>) -> bool {
         let sealed = match &self.shared.crypto {
             None => header.encode_into(&mut buf).is_ok(),
             Some(crypto) => {
@@ -467,6 +547,7 @@ impl Reactor {
             bump(&self.shared.counters.tx_errors);
             self.shared.pool.give(buf);
         }
+        sealed
     }
 
     fn drain_tx(&mut self) {
@@ -547,7 +628,7 @@ impl Reactor {
             self.pushed_for_consumer = true;
         }
         peer.heartbeat.handle_transport_error(now);
-        self.after_heartbeat(index);
+        self.after_heartbeat(index, now);
     }
 
     fn on_datagram(&mut self, data: &[u8]) {
@@ -620,9 +701,14 @@ impl Reactor {
                 }
                 self.shared.pool.give(buf);
             }
-            FrameType::MtuReply => self.shared.pool.give(buf),
+            FrameType::MtuReply => {
+                if let Some(Ok(reply)) = buf.get(payload_range).map(MtuProbeBody::decode_reply) {
+                    self.peers[index].pmtud.handle_reply(now, reply);
+                }
+                self.shared.pool.give(buf);
+            }
         }
-        self.after_heartbeat(index);
+        self.after_heartbeat(index, now);
     }
 
     /// Opens an encrypted frame in place; false when it must be dropped (bad tag, replay, or an

@@ -67,6 +67,13 @@ fn data_flows_on_the_preferred_link() {
             let active: Vec<_> = status.iter().filter(|s| s.active).map(|s| s.link).collect();
             assert_eq!(active, vec![expected_link], "{status:?}");
             assert!(status.iter().all(|s| s.connected && s.rtt.samples > 0));
+            // Loopback's MTU is 65536: discovery finds the largest frame the protocol allows.
+            assert!(
+                status
+                    .iter()
+                    .all(|s| s.data_mtu.is_some_and(|m| m > 60_000)),
+                "{status:?}"
+            );
         }
     }
 }

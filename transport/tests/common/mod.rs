@@ -150,6 +150,20 @@ pub fn wait_links_up(set: &LinkSet, log: &mut Log, want: &[(u32, u8)]) {
         })
     });
     assert!(ok, "links {want:?} not up; events: {:?}", log.link_events());
+    // Path MTU discovery starts at link up; on loopback its first probe already succeeds.
+    let ok = pump(set, log, Duration::from_secs(10), |_| {
+        let status = set.status();
+        want.iter().all(|&(h, l)| {
+            status
+                .iter()
+                .any(|s| s.node_id == h && s.link == l && s.data_mtu.is_some())
+        })
+    });
+    assert!(
+        ok,
+        "path MTU of {want:?} not discovered: {:?}",
+        set.status()
+    );
 }
 
 /// True when tests may run nft: root and the nft binary present. Prints why not otherwise.
