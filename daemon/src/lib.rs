@@ -2,4 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod cpg;
+pub mod node;
+pub mod notify;
+pub mod service;

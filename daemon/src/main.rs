@@ -4,7 +4,9 @@
 //! * `totemd -t [-c FILE] [--node NAME]` checks a corosync.conf and exits, as `corosync -t` does:
 //!   warnings and errors on stderr as `FILE:LINE:COL: message`, exit 0 when the file is usable,
 //!   1 when it is not (2 for a bad command line).
-//! * `totemd -f ...` runs the daemon; not built yet (issue 5, later parts).
+//! * `totemd -f -c FILE [--authkey FILE] [--socket PATH] [--node NAME]` runs the daemon in the
+//!   foreground until SIGTERM (systemd runs it this way, `Type=notify`). Without `-f` it runs in
+//!   the foreground too: daemonizing is systemd's job.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -12,9 +14,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use totemd::config::{self, Located, SystemResolver};
+use totemd::node;
 
 /// Where the config is read from by default (the issue: defaults under /etc/totemd).
 const CONFIG_PATH_DEFAULT: &str = "/etc/totemd/corosync.conf";
+/// The authkey by default (corosync: /etc/corosync/authkey).
+const AUTHKEY_PATH_DEFAULT: &str = "/etc/totemd/authkey";
+/// Where the persisted ring sequence lives (corosync: /var/lib/corosync).
+const STATE_DIR_DEFAULT: &str = "/var/lib/totemd";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,9 +45,15 @@ struct Cli {
     /// The shared key (corosync-keygen format).
     #[arg(long, value_name = "FILE")]
     authkey: Option<PathBuf>,
-    /// The control socket clients connect to.
-    #[arg(long, value_name = "PATH")]
+    /// The control socket clients connect to (also `TOTEMD_SOCKET`).
+    #[arg(long, value_name = "PATH", env = "TOTEMD_SOCKET")]
     socket: Option<PathBuf>,
+    /// Directory for state that must survive restarts (the ring sequence).
+    #[arg(long, value_name = "DIR", default_value = STATE_DIR_DEFAULT)]
+    state_dir: PathBuf,
+    /// Members of this group may read status through the control socket (root may do all).
+    #[arg(long, value_name = "GROUP")]
+    read_group: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -48,8 +61,42 @@ fn main() -> ExitCode {
     if cli.test_config {
         return check_config(&cli.config, cli.node.as_deref());
     }
-    eprintln!("totemd: running the daemon is not built yet; use -t to check a configuration");
-    ExitCode::FAILURE
+    init_logging();
+    let opts = node::Options {
+        config: cli.config,
+        authkey: cli
+            .authkey
+            .unwrap_or_else(|| PathBuf::from(AUTHKEY_PATH_DEFAULT)),
+        socket: totem_client::socket_path(cli.socket.as_deref()),
+        state_dir: cli.state_dir,
+        node: cli.node,
+        read_group: cli.read_group,
+    };
+    let _ = cli.foreground;
+    match node::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("[MAIN  ] {e}");
+            eprintln!("totemd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr. Under systemd (`JOURNAL_STREAM` set) the journal adds timestamps itself, so
+/// lines carry none; elsewhere they start with a timestamp. `RUST_LOG` picks levels (default info).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
 }
 
 /// `-t`: load the file, print warnings and errors, exit 0 only when it can be used.

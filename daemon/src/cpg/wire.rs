@@ -9,14 +9,11 @@
 //! Integers are big-endian. Decoding never panics and rejects trailing bytes, so every accepted
 //! message has exactly one encoding.
 
-use std::fmt;
-
 use thiserror::Error;
+pub use totem_client::proto::{GroupName, MAX_GROUP_NAME_BYTES as GROUP_NAME_MAX};
 
-/// Longest group name, as corosync's `CPG_MAX_NAME_LENGTH` (128).
-pub const GROUP_NAME_MAX: usize = 128;
-/// Largest multicast payload: the largest message Totem carries (1 MiB).
-pub const PAYLOAD_MAX: usize = 1 << 20;
+/// Largest multicast payload: the largest message a client may send (1 MiB).
+pub const PAYLOAD_MAX: usize = totem_client::proto::MAX_MULTICAST_PAYLOAD_BYTES;
 /// Most members one sync may list; a node has far fewer client processes than this.
 pub const SYNC_MEMBERS_MAX: usize = 4096;
 
@@ -24,31 +21,6 @@ const TAG_JOIN: u8 = 1;
 const TAG_LEAVE: u8 = 2;
 const TAG_MCAST: u8 = 3;
 const TAG_SYNC: u8 = 4;
-
-/// A group name: 1 to [`GROUP_NAME_MAX`] bytes of UTF-8 without control characters.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GroupName(String);
-
-impl GroupName {
-    /// Checks and wraps a name.
-    pub fn new(name: &str) -> Result<GroupName, WireError> {
-        if name.is_empty() || name.len() > GROUP_NAME_MAX || name.chars().any(char::is_control) {
-            return Err(WireError::BadGroupName);
-        }
-        Ok(GroupName(name.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for GroupName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One process-group message; the sending node is known from the Totem delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +52,7 @@ pub enum WireError {
     /// The first byte names no message kind.
     #[error("unknown process-group message kind {0}")]
     UnknownKind(u8),
-    /// A group name is empty, too long, not UTF-8 or has control characters.
+    /// A group name is empty, too long, not UTF-8 or has a NUL byte.
     #[error("bad process-group name")]
     BadGroupName,
     /// A length field exceeds its limit.
@@ -191,9 +163,11 @@ impl CpgMsg {
 }
 
 fn put_name(out: &mut Vec<u8>, name: &GroupName) {
-    // GroupName guarantees 1..=128 bytes, so the length fits a byte.
-    out.push(name.0.len() as u8);
-    out.extend_from_slice(name.0.as_bytes());
+    // GroupName guarantees 1..=GROUP_NAME_MAX (128) bytes, so the length fits a byte.
+    const _: () = assert!(GROUP_NAME_MAX <= u8::MAX as usize);
+    let bytes = name.as_str().as_bytes();
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
 }
 
 /// A cursor that returns errors instead of panicking when the input is short.
@@ -220,7 +194,7 @@ impl<'a> Reader<'a> {
         let len = usize::from(self.u8()?);
         let bytes = self.take(len)?;
         let s = std::str::from_utf8(bytes).map_err(|_| WireError::BadGroupName)?;
-        GroupName::new(s)
+        GroupName::new(s).map_err(|_| WireError::BadGroupName)
     }
 }
 
@@ -298,6 +272,6 @@ mod tests {
             CpgMsg::decode(&[TAG_JOIN, 1, b'a', 0, 0, 0, 1, 0]),
             Err(WireError::Trailing)
         );
-        assert!(GroupName::new(&"x".repeat(129)).is_err());
+        assert!(GroupName::new("x".repeat(129)).is_err());
     }
 }

@@ -1,0 +1,789 @@
+//! The core thread: the only owner of the Totem state machine, votequorum and the process groups.
+//!
+//! It sleeps in one `poll` on the link set's wake-up descriptor and a waker (control requests,
+//! signals) with the earliest protocol deadline as timeout, then per wake-up: drains received
+//! messages into Totem, drains control requests, fires due timers, and carries out every action
+//! the state machines queued (frames to the link set, deliveries to process groups and
+//! votequorum, replies and events to the control thread) until none is left.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use totem_client::proto::{
+    ClientMessage, DaemonMessage, Delivery as ClientDelivery, ErrorReply, Event as ClientEvent,
+    GroupMember, GroupMembershipChange, GroupName, LeaveReason, LeftMember,
+    Ordering as ClientOrder, QuorumChange, Request, Response, RingId as ClientRingId,
+};
+use totem_core::quorum::{self, Votequorum};
+use totem_core::time::MonoTime;
+use totem_core::totem::{self, ConfKind, Order, Srp, SubmitError, MAX_MESSAGE_BYTES};
+use totem_transport::linkset::{Dest as LinkDest, Event as LinkEvent, LinkSet, SendError};
+
+use super::ringseq::RingSeqFile;
+use super::status::{self, StaticInfo};
+use crate::control::{ClientId, ControlHandle, ToCore};
+use crate::cpg::{self, CpgMsg, GroupChange, ProcessGroups, Reason};
+use crate::notify;
+use crate::service::{self, Service};
+
+/// Token of the link set's wake-up descriptor in the core's poll.
+const LINKS: Token = Token(0);
+/// Token of the core's waker (control requests, signals).
+pub const WAKE: Token = Token(1);
+/// Internal messages (votequorum state, process-group syncs and leaves) waiting for room in
+/// Totem's submit queue. They are small and few per configuration change; the bound only guards
+/// against a bug, and reaching it is logged.
+const INTERNAL_BACKLOG_MAX: usize = 65_536;
+/// Bytes of process-group framing around a client payload (service byte, kind, name, pid, length).
+const CPG_OVERHEAD_BYTES: usize = 1 + 1 + 1 + cpg::GROUP_NAME_MAX + 4 + 4;
+/// Largest client multicast payload that fits one Totem message with its framing.
+pub const MCAST_PAYLOAD_MAX: usize = MAX_MESSAGE_BYTES - CPG_OVERHEAD_BYTES;
+/// Messages handled per wake-up before timers and control get a turn.
+const LINK_EVENTS_PER_WAKE_MAX: usize = 4096;
+
+/// Flags the signal thread and the control thread raise.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// SIGTERM/SIGINT: leave the ring and stop.
+    pub stop: AtomicBool,
+    /// SIGHUP: reload the configuration.
+    pub reload: AtomicBool,
+}
+
+/// A control connection as the core sees it.
+#[derive(Debug, Default)]
+struct Session {
+    pid: u32,
+    groups: BTreeSet<GroupName>,
+}
+
+/// What a successful reload changes in the core.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The status answers' new fixed part.
+    pub info: StaticInfo,
+    /// `quorum.expected_votes` of the new file, when it changed.
+    pub expected_votes: Option<u32>,
+    /// The local node's `quorum_votes`, when it changed.
+    pub local_votes: Option<u32>,
+    /// One line for the log.
+    pub summary: String,
+}
+
+/// Reloads the configuration file and applies the link changes to the link set; `Err` is the
+/// reason the new file was refused (the running configuration then stays as it is).
+pub type Reloader = Box<dyn FnMut(&LinkSet) -> Result<Reloaded, String> + Send>;
+
+/// Everything the core thread owns.
+pub struct Core {
+    me: u32,
+    origin: Instant,
+    srp: Srp,
+    quorum: Votequorum,
+    groups: ProcessGroups,
+    links: Arc<LinkSet>,
+    poll: Poll,
+    control: ControlHandle,
+    from_control: Receiver<ToCore>,
+    flags: Arc<Flags>,
+    ringseq: RingSeqFile,
+    info: StaticInfo,
+    sessions: BTreeMap<ClientId, Session>,
+    internal: VecDeque<Vec<u8>>,
+    ring_id: totem::RingId,
+    last_quorate: Option<bool>,
+    watchdog_every: Option<Duration>,
+    next_watchdog: Instant,
+    reloader: Reloader,
+    send_full: u64,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Core::new`] takes.
+pub struct CoreParts {
+    /// Local node id.
+    pub me: u32,
+    /// Clock origin shared with the Totem core's `now`.
+    pub origin: Instant,
+    /// Totem.
+    pub srp: Srp,
+    /// votequorum.
+    pub quorum: Votequorum,
+    /// The links.
+    pub links: Arc<LinkSet>,
+    /// The poll the waker was made on.
+    pub poll: Poll,
+    /// Replies and events out.
+    pub control: ControlHandle,
+    /// Requests in.
+    pub from_control: Receiver<ToCore>,
+    /// Stop and reload.
+    pub flags: Arc<Flags>,
+    /// Persisted ring sequence.
+    pub ringseq: RingSeqFile,
+    /// Status answers' fixed part.
+    pub info: StaticInfo,
+    /// Reload hook.
+    pub reloader: Reloader,
+}
+
+impl Core {
+    /// Registers the link set's descriptor and prepares the loop.
+    pub fn new(parts: CoreParts) -> io::Result<Core> {
+        let fd = parts.links.wait_fd();
+        parts
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), LINKS, Interest::READABLE)?;
+        let watchdog_every = notify::watchdog_interval();
+        let ring_id = parts.srp.ring_id();
+        Ok(Core {
+            me: parts.me,
+            origin: parts.origin,
+            srp: parts.srp,
+            quorum: parts.quorum,
+            groups: ProcessGroups::new(),
+            links: parts.links,
+            poll: parts.poll,
+            control: parts.control,
+            from_control: parts.from_control,
+            flags: parts.flags,
+            ringseq: parts.ringseq,
+            info: parts.info,
+            sessions: BTreeMap::new(),
+            internal: VecDeque::new(),
+            ring_id,
+            last_quorate: None,
+            watchdog_every,
+            next_watchdog: Instant::now(),
+            reloader: parts.reloader,
+            send_full: 0,
+        })
+    }
+
+    fn now(&self) -> MonoTime {
+        MonoTime(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Runs until the stop flag: then leaves the ring cleanly and returns.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        notify::ready();
+        loop {
+            let now = self.now();
+            let timeout = self.next_deadline(now);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let now = self.now();
+            self.drain_links(now);
+            self.drain_control(now);
+            self.srp.handle_timeout(now);
+            self.quorum.handle_timeout(now);
+            self.drain_actions(now);
+            self.ping_watchdog();
+            if self.flags.reload.swap(false, Ordering::SeqCst) {
+                let _ = self.reload();
+            }
+            if self.flags.stop.load(Ordering::SeqCst) {
+                self.leave();
+                return Ok(());
+            }
+        }
+    }
+
+    fn next_deadline(&self, now: MonoTime) -> Option<Duration> {
+        let protocol = [self.srp.poll_timeout(), self.quorum.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_since(now));
+        let watchdog = self
+            .watchdog_every
+            .map(|_| self.next_watchdog.saturating_duration_since(Instant::now()));
+        [protocol, watchdog].into_iter().flatten().min()
+    }
+
+    fn ping_watchdog(&mut self) {
+        if let Some(every) = self.watchdog_every {
+            if Instant::now() >= self.next_watchdog {
+                notify::watchdog();
+                self.next_watchdog = Instant::now() + every;
+            }
+        }
+    }
+
+    /// Leaves the ring cleanly so peers re-form at once, and gives the frames a moment to go.
+    fn leave(&mut self) {
+        notify::stopping();
+        let now = self.now();
+        self.quorum.leave();
+        self.srp.leave(now);
+        self.drain_actions(now);
+        // The link reactors send asynchronously; give them a few milliseconds before the
+        // threads are stopped so the leave reaches the peers.
+        std::thread::sleep(Duration::from_millis(50));
+        tracing::info!("totemd leaves the cluster");
+    }
+
+    fn drain_links(&mut self, now: MonoTime) {
+        for _ in 0..LINK_EVENTS_PER_WAKE_MAX {
+            let Some(event) = self.links.recv(None) else {
+                return;
+            };
+            match event {
+                LinkEvent::Message { from, data, .. } => {
+                    if let Err(e) = self.srp.handle_frame(now, from, &data) {
+                        tracing::debug!("dropped totem frame from node {from}: {e}");
+                    }
+                    self.links.recycle(data);
+                    self.drain_actions(now);
+                }
+                LinkEvent::Link(change) => tracing::info!("[KNET  ] {change}"),
+                LinkEvent::PeerUnreachable { node, link } => {
+                    tracing::debug!("node {node} unreachable on link {link}");
+                    self.srp.peer_unreachable(now, node);
+                    self.drain_actions(now);
+                }
+            }
+        }
+    }
+
+    fn drain_control(&mut self, now: MonoTime) {
+        while let Ok(input) = self.from_control.try_recv() {
+            match input {
+                ToCore::Request { client, creds, msg } => {
+                    self.sessions.entry(client).or_default().pid = creds.pid;
+                    let request_id = msg.request_id;
+                    let result = self.handle_request(now, client, msg);
+                    self.control
+                        .send(client, DaemonMessage::Reply { request_id, result });
+                }
+                ToCore::Gone { client } => self.client_gone(client),
+            }
+            self.drain_actions(now);
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        now: MonoTime,
+        client: ClientId,
+        msg: ClientMessage,
+    ) -> Result<Response, ErrorReply> {
+        match msg.request {
+            Request::Status => Ok(Response::Status(status::quorum_status(
+                &self.info,
+                &self.quorum.status(),
+            ))),
+            Request::Nodes => Ok(Response::Nodes(status::membership(
+                &self.info,
+                &self.quorum.status(),
+            ))),
+            Request::Links => Ok(Response::Links(status::links_status(
+                &self.info,
+                &self.links.status(),
+            ))),
+            Request::SetExpectedVotes { expected } => self
+                .quorum
+                .set_expected(expected)
+                .map(|()| Response::Done)
+                .map_err(|e| ErrorReply::InvalidParam {
+                    detail: e.to_string(),
+                }),
+            Request::SetVotes { node, votes } => self
+                .quorum
+                .set_votes(node.unwrap_or(self.me), votes)
+                .map(|()| Response::Done)
+                .map_err(|e| ErrorReply::InvalidParam {
+                    detail: e.to_string(),
+                }),
+            Request::ReloadConfig => self
+                .reload()
+                .map(|()| Response::Done)
+                .map_err(|detail| ErrorReply::Failed { detail }),
+            Request::JoinGroup { group } => self.join_group(now, client, group),
+            Request::LeaveGroup { group } => self.leave_group(now, client, group),
+            Request::Multicast {
+                group,
+                ordering,
+                payload,
+            } => self.multicast(now, client, group, ordering, payload),
+        }
+    }
+
+    fn join_group(
+        &mut self,
+        now: MonoTime,
+        client: ClientId,
+        group: GroupName,
+    ) -> Result<Response, ErrorReply> {
+        let pid = self.sessions.get(&client).map_or(0, |s| s.pid);
+        let taken = self
+            .sessions
+            .values()
+            .any(|s| s.pid == pid && s.groups.contains(&group));
+        if taken {
+            return Err(ErrorReply::InvalidParam {
+                detail: format!("process {pid} already joined group {group}"),
+            });
+        }
+        self.submit_cpg(
+            now,
+            &CpgMsg::Join {
+                group: group.clone(),
+                pid,
+            },
+            Order::Agreed,
+        )?;
+        self.sessions
+            .entry(client)
+            .or_default()
+            .groups
+            .insert(group);
+        Ok(Response::Done)
+    }
+
+    fn leave_group(
+        &mut self,
+        now: MonoTime,
+        client: ClientId,
+        group: GroupName,
+    ) -> Result<Response, ErrorReply> {
+        let Some(session) = self.sessions.get(&client) else {
+            return Err(not_joined(&group));
+        };
+        if !session.groups.contains(&group) {
+            return Err(not_joined(&group));
+        }
+        let pid = session.pid;
+        let msg = CpgMsg::Leave {
+            group: group.clone(),
+            pid,
+            died: false,
+        };
+        self.submit_cpg(now, &msg, Order::Agreed)?;
+        if let Some(s) = self.sessions.get_mut(&client) {
+            s.groups.remove(&group);
+        }
+        Ok(Response::Done)
+    }
+
+    fn multicast(
+        &mut self,
+        now: MonoTime,
+        client: ClientId,
+        group: GroupName,
+        ordering: ClientOrder,
+        payload: Vec<u8>,
+    ) -> Result<Response, ErrorReply> {
+        let Some(session) = self.sessions.get(&client) else {
+            return Err(not_joined(&group));
+        };
+        if !session.groups.contains(&group) {
+            return Err(not_joined(&group));
+        }
+        if payload.len() > MCAST_PAYLOAD_MAX {
+            return Err(ErrorReply::InvalidParam {
+                detail: format!(
+                    "message of {} bytes exceeds the limit of {MCAST_PAYLOAD_MAX} bytes",
+                    payload.len()
+                ),
+            });
+        }
+        let pid = session.pid;
+        let order = match ordering {
+            ClientOrder::Agreed => Order::Agreed,
+            ClientOrder::Safe => Order::Safe,
+        };
+        let msg = CpgMsg::Mcast {
+            group,
+            pid,
+            payload,
+        };
+        self.submit_cpg(now, &msg, order)?;
+        Ok(Response::Done)
+    }
+
+    /// Submits a client's process-group message; a full queue is the client's TryAgain.
+    fn submit_cpg(&mut self, now: MonoTime, msg: &CpgMsg, order: Order) -> Result<(), ErrorReply> {
+        let mut body = Vec::new();
+        msg.encode(&mut body)
+            .map_err(|e| ErrorReply::InvalidParam {
+                detail: e.to_string(),
+            })?;
+        let bytes = service::wrap(Service::ProcessGroups, &body);
+        if !self.internal.is_empty() {
+            // Internal messages go first; the client waits its turn.
+            return Err(ErrorReply::TryAgain);
+        }
+        match self.srp.submit(now, &bytes, order) {
+            Ok(()) => Ok(()),
+            Err(SubmitError::QueueFull) => Err(ErrorReply::TryAgain),
+            Err(e) => Err(ErrorReply::Failed {
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Queues a message the daemon itself must get through (never refused to a client).
+    fn submit_internal(&mut self, now: MonoTime, bytes: Vec<u8>) {
+        if self.internal.len() >= INTERNAL_BACKLOG_MAX {
+            tracing::error!("internal message backlog full; dropping a daemon message");
+            return;
+        }
+        self.internal.push_back(bytes);
+        self.flush_internal(now);
+    }
+
+    fn flush_internal(&mut self, now: MonoTime) {
+        while let Some(front) = self.internal.front() {
+            match self.srp.submit(now, front, Order::Agreed) {
+                Ok(()) => {
+                    self.internal.pop_front();
+                }
+                Err(SubmitError::QueueFull) => return,
+                Err(e) => {
+                    tracing::warn!("daemon message not sent: {e}");
+                    self.internal.pop_front();
+                }
+            }
+        }
+    }
+
+    fn client_gone(&mut self, client: ClientId) {
+        let Some(session) = self.sessions.remove(&client) else {
+            return;
+        };
+        let now = self.now();
+        for group in session.groups {
+            let msg = CpgMsg::Leave {
+                group,
+                pid: session.pid,
+                died: true,
+            };
+            let mut body = Vec::new();
+            if msg.encode(&mut body).is_ok() {
+                self.submit_internal(now, service::wrap(Service::ProcessGroups, &body));
+            }
+        }
+    }
+
+    /// Carries out actions until both state machines are quiet.
+    fn drain_actions(&mut self, now: MonoTime) {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.srp.poll_action() {
+                progressed = true;
+                self.on_totem_action(now, action);
+            }
+            while let Some(action) = self.quorum.poll_action() {
+                progressed = true;
+                self.on_quorum_action(now, action);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_totem_action(&mut self, now: MonoTime, action: totem::Action) {
+        match action {
+            totem::Action::Send { to, frame } => {
+                let dest = match to {
+                    totem::Dest::Node(n) => LinkDest::Node(n),
+                    totem::Dest::All => LinkDest::AllPeers,
+                };
+                match self.links.send(dest, &frame) {
+                    Ok(()) | Err(SendError::NoLink(_)) => {}
+                    Err(SendError::Full) => {
+                        // Totem retransmits what is lost; count it like a lost frame.
+                        self.send_full += 1;
+                        if self.send_full.is_power_of_two() {
+                            tracing::warn!(
+                                "link transmit queue full ({} frames so far): frames dropped, Totem will retransmit",
+                                self.send_full
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot send a totem frame: {e}"),
+                }
+            }
+            totem::Action::Deliver(d) => self.on_delivery(now, d),
+            totem::Action::Conf(change) => self.on_configuration(now, change),
+            totem::Action::PersistRingSeq(seq) => {
+                if let Err(e) = self.ringseq.store(seq) {
+                    // Carrying on could reuse a ring sequence after a restart; corosync also
+                    // treats a failed ringid write as fatal.
+                    tracing::error!("cannot store the ring sequence: {e}; stopping");
+                    self.flags.stop.store(true, Ordering::SeqCst);
+                }
+            }
+            totem::Action::SubmitReady => self.flush_internal(now),
+        }
+    }
+
+    fn on_delivery(&mut self, now: MonoTime, d: totem::Delivery) {
+        let (service, body) = match service::unwrap(&d.payload) {
+            Ok(split) => split,
+            Err(e) => {
+                tracing::warn!("delivery from node {}: {e}", d.sender);
+                return;
+            }
+        };
+        match service {
+            Service::ProcessGroups => match CpgMsg::decode(body) {
+                Ok(msg) => self.on_cpg(d.sender, d.ring_id, d.order, msg),
+                Err(e) => tracing::warn!("process-group message from node {}: {e}", d.sender),
+            },
+            Service::Votequorum => {
+                if let Err(e) = self.quorum.handle_bytes(d.sender, body) {
+                    tracing::warn!("votequorum message from node {}: {e}", d.sender);
+                }
+            }
+            Service::Configuration => {
+                tracing::warn!(
+                    "configuration commit from node {} ignored: not supported by this version",
+                    d.sender
+                );
+            }
+        }
+        let _ = now;
+    }
+
+    fn on_cpg(&mut self, from: u32, ring: totem::RingId, order: Order, msg: CpgMsg) {
+        if let CpgMsg::Mcast {
+            group,
+            pid,
+            payload,
+        } = &msg
+        {
+            let delivery = ClientDelivery {
+                group: group.clone(),
+                sender: GroupMember {
+                    node: from,
+                    pid: *pid,
+                },
+                ring_id: client_ring(ring),
+                ordering: match order {
+                    Order::Agreed => ClientOrder::Agreed,
+                    Order::Safe => ClientOrder::Safe,
+                },
+                payload: payload.clone(),
+            };
+            for client in self.members_of(group) {
+                self.control.send(
+                    client,
+                    DaemonMessage::Event(ClientEvent::Delivery(delivery.clone())),
+                );
+            }
+            return;
+        }
+        let changes = self.groups.apply(from, &msg);
+        self.announce(ring, changes);
+    }
+
+    fn members_of(&self, group: &GroupName) -> Vec<ClientId> {
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.groups.contains(group))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    fn announce(&mut self, ring: totem::RingId, changes: Vec<GroupChange>) {
+        for change in changes {
+            let event = GroupMembershipChange {
+                group: change.group.clone(),
+                ring_id: client_ring(ring),
+                members: change.members.iter().map(|m| member(*m)).collect(),
+                joined: change.joined.iter().map(|(m, _)| member(*m)).collect(),
+                left: change
+                    .left
+                    .iter()
+                    .map(|(m, r)| LeftMember {
+                        member: member(*m),
+                        reason: match r {
+                            Reason::Leave => LeaveReason::Left,
+                            Reason::ProcDown => LeaveReason::ProcessDown,
+                            _ => LeaveReason::NodeDown,
+                        },
+                    })
+                    .collect(),
+            };
+            for client in self.members_of(&change.group) {
+                self.control.send(
+                    client,
+                    DaemonMessage::Event(ClientEvent::GroupMembership(event.clone())),
+                );
+            }
+        }
+    }
+
+    fn on_configuration(&mut self, now: MonoTime, change: totem::ConfChange) {
+        match change.kind {
+            ConfKind::Transitional => {
+                tracing::debug!(
+                    "transitional membership ({}): {:?}",
+                    change.ring_id,
+                    change.members
+                );
+            }
+            ConfKind::Regular => {
+                self.ring_id = change.ring_id;
+                let mut line = format!("A new membership ({}) was formed.", change.ring_id);
+                if !change.joined.is_empty() {
+                    line.push_str(&format!(" Members joined: {}", ids(&change.joined)));
+                }
+                if !change.left.is_empty() {
+                    line.push_str(&format!(" Members left: {}", ids(&change.left)));
+                }
+                tracing::info!("[TOTEM ] {line}");
+                let ring = quorum::RingId {
+                    rep: change.ring_id.rep,
+                    seq: change.ring_id.seq,
+                };
+                self.quorum.handle_membership(now, ring, &change.members);
+                let gone = self.groups.apply_configuration(&change.members);
+                self.announce(change.ring_id, gone);
+                // Tell the others which processes live here (see crate::cpg).
+                let sync = CpgMsg::Sync {
+                    members: self.local_members(),
+                };
+                let mut body = Vec::new();
+                if sync.encode(&mut body).is_ok() {
+                    self.submit_internal(now, service::wrap(Service::ProcessGroups, &body));
+                }
+            }
+        }
+    }
+
+    fn local_members(&self) -> Vec<(GroupName, u32)> {
+        let mut out = Vec::new();
+        for s in self.sessions.values() {
+            for g in &s.groups {
+                out.push((g.clone(), s.pid));
+            }
+        }
+        out
+    }
+
+    fn on_quorum_action(&mut self, now: MonoTime, action: quorum::Action) {
+        match action {
+            quorum::Action::Multicast(msg) => {
+                self.submit_internal(now, service::wrap(Service::Votequorum, &msg.to_bytes()));
+            }
+            quorum::Action::QuorumChanged {
+                quorate,
+                members,
+                ring_id,
+            } => {
+                tracing::info!("[QUORUM] Members[{}]: {}", members.len(), ids(&members));
+                if self.last_quorate != Some(quorate) {
+                    if quorate {
+                        tracing::info!(
+                            "[QUORUM] This node is within the primary component and will provide service."
+                        );
+                    } else {
+                        tracing::info!(
+                            "[QUORUM] This node is within the non-primary component and will NOT provide any services."
+                        );
+                    }
+                    self.last_quorate = Some(quorate);
+                }
+                let event = QuorumChange {
+                    quorate,
+                    ring_id: ClientRingId {
+                        rep: ring_id.rep,
+                        seq: ring_id.seq,
+                    },
+                    members,
+                };
+                let subscribed: Vec<ClientId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| !s.groups.is_empty())
+                    .map(|(c, _)| *c)
+                    .collect();
+                for client in subscribed {
+                    self.control.send(
+                        client,
+                        DaemonMessage::Event(ClientEvent::Quorum(event.clone())),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Reloads the configuration (SIGHUP or a control request) and applies what corosync applies
+    /// live: links and addresses (done by the reloader on the link set), votes and expected votes.
+    fn reload(&mut self) -> Result<(), String> {
+        let links = Arc::clone(&self.links);
+        let reloaded = match (self.reloader)(&links) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(
+                    "[CFG   ] configuration reload refused: {e}; the running configuration stays"
+                );
+                return Err(e);
+            }
+        };
+        self.info = reloaded.info;
+        if let Some(votes) = reloaded.local_votes {
+            if let Err(e) = self.quorum.set_votes(self.me, votes) {
+                tracing::warn!("[CFG   ] new quorum_votes {votes} not applied: {e}");
+            }
+        }
+        if let Some(expected) = reloaded.expected_votes {
+            if let Err(e) = self.quorum.set_expected(expected) {
+                tracing::warn!("[CFG   ] new expected_votes {expected} not applied: {e}");
+            }
+        }
+        tracing::info!("[CFG   ] configuration reloaded: {}", reloaded.summary);
+        let now = self.now();
+        self.drain_actions(now);
+        Ok(())
+    }
+}
+
+fn not_joined(group: &GroupName) -> ErrorReply {
+    ErrorReply::InvalidParam {
+        detail: format!("this connection has not joined group {group}"),
+    }
+}
+
+fn member(m: cpg::Member) -> GroupMember {
+    GroupMember {
+        node: m.node,
+        pid: m.pid,
+    }
+}
+
+fn client_ring(r: totem::RingId) -> ClientRingId {
+    ClientRingId {
+        rep: r.rep,
+        seq: r.seq,
+    }
+}
+
+fn ids(list: &[u32]) -> String {
+    list.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
