@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod frag;
+pub mod fuzz;
 mod ring;
 mod srp;
 pub mod wire;

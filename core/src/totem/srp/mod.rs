@@ -415,6 +415,10 @@ impl Srp {
     }
 
     fn dispatch(&mut self, now: MonoTime, from: NodeId, body: Body) {
+        if !plausible(&body) {
+            tracing::debug!("totem: dropping implausible frame from node {from}");
+            return;
+        }
         match body {
             Body::Token(t) => self.on_token(now, t),
             Body::Mcast(m) => self.on_mcast(now, from, m),
@@ -832,6 +836,52 @@ impl Srp {
             Timer::TokenRetransmit,
             now.plus_ms(self.cfg.effective_token_retransmit_ms()),
         );
+    }
+}
+
+/// Sequence numbers (message and ring) beyond this are never reached by a real cluster (2^62:
+/// 146 years at a billion per second); frames carrying them are dropped so arithmetic on them
+/// cannot overflow.
+const SEQ_LIMIT: u64 = 1 << 62;
+
+/// Whether a decoded frame's numbers are in the range the protocol can reach.
+fn plausible(body: &Body) -> bool {
+    let ok = |v: u64| v < SEQ_LIMIT;
+    match body {
+        Body::Token(t) => {
+            ok(t.ring_id.seq) && ok(t.seq) && t.aru <= t.seq && t.rtr.iter().all(|&s| ok(s))
+        }
+        Body::Mcast(m) => {
+            ok(m.ring_id.seq)
+                && ok(m.seq)
+                && m.encapsulated
+                    .is_none_or_ok(|e| ok(e.ring_id.seq) && ok(e.seq))
+        }
+        Body::MergeDetect { ring_id } | Body::TokenHoldCancel { ring_id } => ok(ring_id.seq),
+        Body::Join(j) => ok(j.ring_seq),
+        Body::CommitToken(c) => {
+            ok(c.ring_id.seq)
+                && c.entries.iter().all(|e| {
+                    ok(e.old_ring_id.seq)
+                        && ok(e.high_seq)
+                        && e.aru <= e.high_seq
+                        && e.safe_upto <= e.high_seq
+                })
+        }
+    }
+}
+
+/// `Option::is_none_or` for the workspace's minimum Rust version.
+trait NoneOr<T> {
+    fn is_none_or_ok(&self, f: impl FnOnce(&T) -> bool) -> bool;
+}
+
+impl<T> NoneOr<T> for Option<T> {
+    fn is_none_or_ok(&self, f: impl FnOnce(&T) -> bool) -> bool {
+        match self {
+            None => true,
+            Some(v) => f(v),
+        }
     }
 }
 
