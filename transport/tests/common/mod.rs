@@ -13,14 +13,15 @@ use totem_transport::policy::LinkMode;
 
 pub const BACKENDS: [Backend; 2] = [Backend::Uring, Backend::Mmsg];
 
-/// Test timers: ping every 40 ms, timeout 200 ms (the suspect floor stays 25 ms).
+/// Test timers: ping every 40 ms, timeout 200 ms, suspect after at least 60 ms of silence (above
+/// the default 25 ms so a scheduling stall on a loaded test machine does not look like a cut).
 pub fn fast_heartbeat() -> HeartbeatConfig {
     HeartbeatConfig {
         ping_interval: Duration::from_millis(40),
         ping_timeout: Duration::from_millis(200),
         pong_count: 2,
         latency_precision: 2048,
-        suspect_floor: Duration::from_millis(25),
+        suspect_floor: Duration::from_millis(60),
     }
 }
 
