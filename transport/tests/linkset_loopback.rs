@@ -358,3 +358,76 @@ fn clear_and_encrypted_nodes_do_not_mix() {
         assert!(sets[0].counters().rx_auth_failed > 0 && sets[1].counters().rx_auth_failed > 0);
     }
 }
+
+#[test]
+fn links_and_peers_change_at_run_time() {
+    use totem_transport::linkset::{LinkConfig, PeerConfig};
+    for backend in BACKENDS {
+        let a = NodeSpec {
+            node_id: 1,
+            ip: "127.0.0.1",
+            priorities: vec![1],
+        };
+        let b = NodeSpec {
+            node_id: 2,
+            ip: "127.0.0.2",
+            priorities: vec![1],
+        };
+        let sets = start_all(vec![
+            config(&a, backend, LinkMode::Passive, "reload"),
+            config(&b, backend, LinkMode::Passive, "reload"),
+        ]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&sets[0], &mut la, &[(2, 0)]);
+        wait_links_up(&sets[1], &mut lb, &[(1, 0)]);
+        // Add link 1 with a higher priority on both nodes: it becomes the preferred link.
+        for (set, ip) in sets.iter().zip(["127.0.0.1", "127.0.0.2"]) {
+            set.add_link(LinkConfig {
+                link: 1,
+                bind: format!("{ip}:0").parse().unwrap(),
+                priority: 5,
+                heartbeat: None,
+                cpu: None,
+            })
+            .unwrap();
+        }
+        assert!(sets[0]
+            .add_link(LinkConfig {
+                link: 1,
+                bind: "127.0.0.1:0".parse().unwrap(),
+                priority: 1,
+                heartbeat: None,
+                cpu: None
+            })
+            .is_err());
+        connect(&sets);
+        wait_links_up(&sets[0], &mut la, &[(2, 1)]);
+        wait_links_up(&sets[1], &mut lb, &[(1, 1)]);
+        sets[0].send(Dest::Node(2), b"on link 1").unwrap();
+        assert!(pump(&sets[1], &mut lb, Duration::from_secs(3), |l| !l
+            .messages()
+            .is_empty()));
+        assert_eq!(lb.messages()[0].2, 1, "{backend:?}");
+        // Remove link 1 on the sender: traffic falls back to link 0.
+        sets[0].remove_link(1).unwrap();
+        assert!(sets[0].remove_link(1).is_err());
+        sets[0].send(Dest::Node(2), b"on link 0").unwrap();
+        assert!(pump(&sets[1], &mut lb, Duration::from_secs(3), |l| l
+            .messages()
+            .len()
+            >= 2));
+        assert_eq!(lb.messages()[1].2, 0, "{backend:?}");
+        // Drop the peer: sends to it are refused.
+        sets[0].set_peers(Vec::<PeerConfig>::new()).unwrap();
+        assert_eq!(
+            sets[0].send(Dest::Node(2), b"x"),
+            Err(SendError::UnknownPeer(2))
+        );
+        assert!(
+            sets[0].status().is_empty()
+                || pump(&sets[0], &mut la, Duration::from_secs(1), |_| sets[0]
+                    .status()
+                    .is_empty())
+        );
+    }
+}

@@ -459,7 +459,11 @@ impl UringIo {
         stashed.drain(..used);
         self.stash = stashed;
 
-        if summary.datagrams == 0 && summary.path_errors == 0 && self.stash.is_empty() {
+        if summary.datagrams == 0
+            && summary.path_errors == 0
+            && !summary.woken
+            && self.stash.is_empty()
+        {
             self.enter(1, deadline)?;
         } else if !self.ring.submission().is_empty() {
             self.enter(0, None)?;
