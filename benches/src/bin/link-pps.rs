@@ -73,23 +73,24 @@ fn main() -> anyhow::Result<()> {
         "path", "backend", "payload", "crypto", "pps", "vs raw"
     );
     for &payload in &args.payloads {
-        let mut raw_pps = 0.0;
-        for path in paths {
-            let mut samples = Vec::with_capacity(args.runs);
-            for _ in 0..args.runs.max(1) {
-                let pps = measure(window, |run| match path {
+        // Runs are interleaved (every path once per round) so a change in machine load affects
+        // all rows alike instead of one path's runs.
+        let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(args.runs); paths.len()];
+        for _ in 0..args.runs.max(1) {
+            for (index, path) in paths.iter().enumerate() {
+                let pps = measure(window, |run| match *path {
                     Path::Raw => raw::start(run, payload),
                     Path::Io(backend) => link_io::start(run, backend, payload),
                     Path::Set(backend, encrypted) => {
                         link_set::start(run, backend, payload, encrypted)
                     }
                 })?;
-                samples.push(pps);
+                samples[index].push(pps);
             }
-            let pps = median(&mut samples);
-            if let Path::Raw = path {
-                raw_pps = pps;
-            }
+        }
+        let raw_pps = median(&mut samples[0].clone());
+        for (index, path) in paths.iter().enumerate() {
+            let pps = median(&mut samples[index]);
             let (name, backend, crypto) = path.label();
             let ratio = if raw_pps > 0.0 { pps / raw_pps } else { 0.0 };
             println!("{name:<24} {backend:<9} {payload:>7} {crypto:<12} {pps:>12.0} {ratio:>8.2}x");
