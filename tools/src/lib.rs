@@ -4,14 +4,18 @@
 //! [`link`]) and optional AES-256-GCM from totem-crypto; they need no running daemon.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod cpu;
 pub mod hgrm;
 pub mod hosts;
+pub mod latency;
 pub mod link;
 pub mod omping_fmt;
 pub mod ping;
+pub mod pps;
 pub mod progress;
 pub mod random;
+pub mod server;
 pub mod signals;
 pub mod stats;
 pub mod svg;

@@ -1,1 +1,129 @@
-fn main() {}
+//! totem-latency: request/response latency distribution (see `totem_tools::latency`).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use totem_tools::link::{self, LinkConfig};
+use totem_tools::{client, hgrm, hosts, latency, server, svg};
+use totem_transport::io::Backend;
+
+/// Default UDP port of totem-latency.
+const DEFAULT_PORT: u16 = 4323;
+/// Exit status for usage and runtime errors.
+const EXIT_ERROR: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "totem-latency", version, about = "Round-trip latency distribution: run --server on one end, --client on the other.")]
+struct Args {
+    /// Serve on ADDR[:PORT] (default port 4323) until interrupted.
+    #[arg(long, value_name = "ADDR[:PORT]", conflicts_with = "client", required_unless_present = "client")]
+    server: Option<String>,
+    /// Measure towards the server at ADDR[:PORT].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    client: Option<String>,
+    /// Requests per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Request size on the wire, bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// I/O path: uring, mmsg or auto.
+    #[arg(long, default_value = "auto")]
+    io: Backend,
+    /// Seal datagrams with AES-256-GCM (both ends, same --key).
+    #[arg(long)]
+    encrypt: bool,
+    /// Authkey file for --encrypt.
+    #[arg(long, value_name = "FILE", default_value = totem_crypto::authkey::AUTHKEY_DEFAULT_PATH)]
+    key: PathBuf,
+    /// Write HdrHistogram's percentile distribution (.hgrm, milliseconds) to FILE.
+    #[arg(long, value_name = "FILE")]
+    hgrm: Option<PathBuf>,
+    /// Write an SVG plot of the latency distribution to FILE.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("totem-latency: {msg}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let key = if args.encrypt {
+        match link::load_key(&args.key) {
+            Ok(k) => Some(k),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let config = LinkConfig {
+        backend: args.io,
+        batch: totem_transport::io::BATCH_MAX_DEFAULT,
+        socket_buffer_bytes: None,
+        key,
+    };
+    let stop = totem_tools::signals::stop_flag();
+    if let Some(addr) = &args.server {
+        let addr = match hosts::parse_endpoint(addr, DEFAULT_PORT) {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        let mut link = match link::Link::open(addr, &config) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        println!("totem-latency server: listening on {addr}, io {}", link.backend());
+        let mut out = std::io::stdout();
+        return match server::serve(&mut link, &stop, &mut out, "totem-latency") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
+    let Some(target) = &args.client else {
+        return fail("give --server ADDR or --client ADDR");
+    };
+    let server_addr = match hosts::parse_endpoint(target, DEFAULT_PORT) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let opts = match latency::validate(args.rate, args.duration, args.size, args.encrypt) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let result = client::open_client(server_addr, &config).and_then(|mut link| latency::run(&mut link, server_addr, &opts));
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(path) = &args.hgrm {
+        if let Err(e) = std::fs::write(path, hgrm::render(&r.histogram)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("totem-latency to {} at {}/s, {} B ({})", r.server, r.rate, r.size, r.io);
+        if let Err(e) = std::fs::write(path, svg::render(&r.histogram, &title)) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if args.json {
+        match serde_json::to_string(&r) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(e),
+        }
+    } else {
+        print!("{}", latency::render(&r));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,156 @@
-fn main() {}
+//! totem-pps: packets per second a path sustains (see `totem_tools::pps`).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use totem_tools::link::{self, LinkConfig};
+use totem_tools::{hosts, pps, server};
+use totem_transport::io::Backend;
+
+/// Default UDP port of totem-pps.
+const DEFAULT_PORT: u16 = 4322;
+/// Exit status for usage and runtime errors.
+const EXIT_ERROR: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "totem-pps", version, about = "Packet rate a path sustains: run --server on one end, --client on the other.")]
+struct Args {
+    /// Serve on ADDR[:PORT] (default port 4322) until interrupted.
+    #[arg(long, value_name = "ADDR[:PORT]", conflicts_with = "client", required_unless_present = "client")]
+    server: Option<String>,
+    /// Measure towards the server at ADDR[:PORT].
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    client: Option<String>,
+    /// Datagram size on the wire, bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Target packets per second (default: as fast as the link takes them).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Datagrams per send/receive batch (1..=1024).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// I/O path: uring, mmsg or auto.
+    #[arg(long, default_value = "auto")]
+    io: Backend,
+    /// Seal datagrams with AES-256-GCM (both ends, same --key).
+    #[arg(long)]
+    encrypt: bool,
+    /// Authkey file for --encrypt.
+    #[arg(long, value_name = "FILE", default_value = totem_crypto::authkey::AUTHKEY_DEFAULT_PATH)]
+    key: PathBuf,
+    /// Search the highest rate with loss under --max-loss.
+    #[arg(long)]
+    find_max: bool,
+    /// Loss limit for --find-max, percent.
+    #[arg(long, default_value_t = 1.0)]
+    max_loss: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("totem-pps: {msg}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if !(1..=1024).contains(&args.batch) {
+        return fail(format!("--batch {} must be 1..=1024", args.batch));
+    }
+    let key = if args.encrypt {
+        match link::load_key(&args.key) {
+            Ok(k) => Some(k),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let config = LinkConfig {
+        backend: args.io,
+        batch: args.batch,
+        socket_buffer_bytes: None,
+        key,
+    };
+    let stop = totem_tools::signals::stop_flag();
+    if let Some(addr) = &args.server {
+        let addr = match hosts::parse_endpoint(addr, DEFAULT_PORT) {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        let mut link = match link::Link::open(addr, &config) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        println!(
+            "totem-pps server: listening on {addr}, io {} batch {}, {}",
+            link.backend(),
+            link.batch(),
+            if link.encrypted() { "AES-256-GCM" } else { "clear" }
+        );
+        let mut out = std::io::stdout();
+        return match server::serve(&mut link, &stop, &mut out, "totem-pps") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
+    let Some(target) = &args.client else {
+        return fail("give --server ADDR or --client ADDR");
+    };
+    let server_addr = match hosts::parse_endpoint(target, DEFAULT_PORT) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let opts = match pps::validate(args.size, args.duration, args.rate, args.encrypt) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let mut link = match pps::open(server_addr, &config) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    if args.find_max {
+        let json = args.json;
+        let result = pps::find_max(&mut link, server_addr, &opts, args.max_loss, |trial| {
+            if !json {
+                println!("{}\n", pps::render(trial));
+            }
+        });
+        return match result {
+            Ok((trials, best)) => {
+                if json {
+                    let obj = serde_json::json!({ "max_loss_pct": args.max_loss, "best": best, "trials": trials });
+                    println!("{obj}");
+                } else {
+                    match &best {
+                        Some(b) => println!("max rate with loss < {} %: {:.0} pps ({:.1} Mbit/s)", args.max_loss, b.recv_pps, b.recv_mbit_s),
+                        None => println!("no rate tried had loss < {} %", args.max_loss),
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    match pps::run_once(&mut link, server_addr, &opts) {
+        Ok(r) => {
+            if args.json {
+                match serde_json::to_string(&r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => return fail(e),
+                }
+            } else {
+                println!("totem-pps: to {server_addr}\n{}", pps::render(&r));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
