@@ -12,6 +12,14 @@
 //! NODE_LIST(initial config) → NODE_LIST(membership) → NODE_LIST(quorum); then ECHO_REQUEST every
 //! heartbeat interval (an unanswered one at the next tick drops the connection), NODE_LIST on each
 //! change, VOTE_INFO_REPLY for every VOTE_INFO. A vote only counts for the ring it was given for.
+//!
+//! One addition to corosync-qdevice's timers, found by the split-brain simulation
+//! (`core/tests/sim_quorum.rs`): a **vote lease**. qnetd may hand the vote to another partition
+//! 1.5 heartbeats after it last heard from us (dead-peer detection), while corosync-qdevice only
+//! notices a dead server after up to 2 heartbeats and votequorum keeps a cast vote up to
+//! `quorum.device.timeout` longer. So an ACK is cast only while the lease holds: until 1.25
+//! heartbeats after the send time of the last request the server answered; when it lapses the
+//! client polls `cast_vote: false` at once, and casts again when a heartbeat is answered.
 
 use std::collections::VecDeque;
 
@@ -162,6 +170,10 @@ pub struct QdeviceClient {
     echo_expected_seq: Option<u32>,
     echo_answered: bool,
     echo_deadline: Option<MonoTime>,
+    echo_sent_at: Option<MonoTime>,
+    init_sent_at: Option<MonoTime>,
+    lease_until: Option<MonoTime>,
+    lease_lapsed: bool,
     vote: Vote,
     cast_deadline: Option<MonoTime>,
     server_supports_kaptb: bool,
@@ -181,6 +193,10 @@ impl QdeviceClient {
             echo_expected_seq: None,
             echo_answered: true,
             echo_deadline: None,
+            echo_sent_at: None,
+            init_sent_at: None,
+            lease_until: None,
+            lease_lapsed: true,
             vote: Vote::AskLater,
             cast_deadline: None,
             server_supports_kaptb: false,
@@ -204,12 +220,30 @@ impl QdeviceClient {
 
     /// Whether the device currently gives its votes for the current ring.
     pub fn casting(&self) -> bool {
-        self.vote == Vote::Ack && self.phase == Phase::Connected
+        self.vote == Vote::Ack && self.phase == Phase::Connected && !self.lease_lapsed
+    }
+
+    /// How long an answered request keeps the vote castable: 1.25 heartbeats, below qnetd's
+    /// 1.5-heartbeat dead-peer detection.
+    fn lease_ms(&self) -> u64 {
+        let heartbeat = u64::from(self.config.timing.heartbeat_interval_ms);
+        super::timing::dpd_interval_ms(self.config.timing.heartbeat_interval_ms) - heartbeat / 4
+    }
+
+    fn renew_lease(&mut self, now: MonoTime, request_sent_at: Option<MonoTime>) {
+        let Some(sent) = request_sent_at else { return };
+        self.lease_until = Some(sent.plus_ms(self.lease_ms()));
+        let was_lapsed = self.lease_lapsed;
+        self.lease_lapsed = self.lease_until.is_some_and(|until| until <= now);
+        if was_lapsed && !self.lease_lapsed && self.vote == Vote::Ack {
+            self.emit_poll(now);
+        }
     }
 
     /// Next instant for [`QdeviceClient::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<MonoTime> {
-        [self.echo_deadline, self.cast_deadline]
+        let lease = self.lease_until.filter(|_| !self.lease_lapsed);
+        [self.echo_deadline, self.cast_deadline, lease]
             .into_iter()
             .flatten()
             .min()
@@ -243,6 +277,12 @@ impl QdeviceClient {
 
     /// Timers: heartbeat and vote re-casting.
     pub fn handle_timeout(&mut self, now: MonoTime) {
+        if !self.lease_lapsed && self.lease_until.is_some_and(|at| at <= now) {
+            self.lease_lapsed = true;
+            if self.vote == Vote::Ack {
+                self.emit_poll(now); // casts false now that the lease lapsed
+            }
+        }
         if self.echo_deadline.is_some_and(|at| at <= now) {
             if !self.echo_answered {
                 self.disconnect(DisconnectReason::EchoTimeout);
@@ -252,6 +292,7 @@ impl QdeviceClient {
             self.send(Message::new(MsgType::EchoRequest).with_seq(seq));
             self.echo_expected_seq = Some(seq);
             self.echo_answered = false;
+            self.echo_sent_at = Some(now);
             self.echo_deadline =
                 Some(now.plus_ms(u64::from(self.config.timing.heartbeat_interval_ms)));
         }
@@ -294,14 +335,18 @@ impl QdeviceClient {
                 let code = msg.reply_error_code.unwrap_or(ErrorCode::InternalError);
                 self.disconnect(DisconnectReason::ServerError(code));
             }
-            (Phase::WaitingPreinitReply, MsgType::PreinitReply) => self.on_preinit_reply(&msg),
+            (Phase::WaitingPreinitReply, MsgType::PreinitReply) => {
+                self.init_sent_at = Some(now);
+                self.on_preinit_reply(&msg)
+            }
             (Phase::WaitingInitReply, MsgType::InitReply) => self.on_init_reply(now, &msg),
             (Phase::Connected, MsgType::SetOptionReply) => {}
             (Phase::Connected, MsgType::EchoReply) => {
                 if msg.seq_number.is_none() {
                     self.disconnect(DisconnectReason::MissingOption(msg.msg_type));
-                } else if msg.seq_number == self.echo_expected_seq {
+                } else if msg.seq_number == self.echo_expected_seq && !self.echo_answered {
                     self.echo_answered = true;
+                    self.renew_lease(now, self.echo_sent_at);
                 }
             }
             (Phase::Connected, MsgType::NodeListReply)
@@ -381,6 +426,7 @@ impl QdeviceClient {
         self.send_quorum();
         self.echo_answered = true;
         self.echo_deadline = Some(now.plus_ms(u64::from(self.config.timing.heartbeat_interval_ms)));
+        self.renew_lease(now, self.init_sent_at);
     }
 
     fn on_vote_reply(&mut self, now: MonoTime, msg: &Message) {
@@ -409,7 +455,7 @@ impl QdeviceClient {
     }
 
     fn emit_poll(&mut self, now: MonoTime) {
-        let cast_vote = self.vote == Vote::Ack;
+        let cast_vote = self.vote == Vote::Ack && !self.lease_lapsed;
         self.outbox.push_back(ClientAction::Poll {
             ring_id: self.view.ring_id,
             cast_vote,

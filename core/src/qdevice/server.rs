@@ -144,6 +144,8 @@ struct Client {
     ff_state: FfClientState,
     vote_info_seq: u32,
     lms_last_result: Option<Vote>,
+    /// lms: sequence number of a revoking NACK not yet acknowledged.
+    lms_nack_pending: Option<u32>,
     algo_deadline: Option<MonoTime>,
 }
 
@@ -228,6 +230,7 @@ impl QnetdServer {
                 ff_state: FfClientState::WaitingForChange,
                 vote_info_seq: 0,
                 lms_last_result: None,
+                lms_nack_pending: None,
                 algo_deadline: None,
             },
         );
@@ -630,6 +633,10 @@ impl QnetdServer {
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
+        if client.algorithm == DecisionAlgorithm::Lms && client.lms_nack_pending == Some(seq) {
+            client.lms_nack_pending = None;
+            return;
+        }
         if client.algorithm != DecisionAlgorithm::Ffsplit || client.vote_info_seq != seq {
             return;
         }
@@ -778,7 +785,14 @@ impl QnetdServer {
         let Some(index) = conns.iter().position(|id| *id == conn) else {
             return Vote::NoChange;
         };
-        let vote = algorithm::lms_decide(&views, index);
+        let mut vote = algorithm::lms_decide(&views, index);
+        if vote == Vote::Ack && self.lms_revoke_others(&name, conn) {
+            // Another partition still holds an ACK: it is NACKed first and this client waits
+            // until that NACK is acknowledged (or its holder is gone), as ffsplit does. Upstream
+            // lms does not; the split-brain simulation (core/tests/sim_quorum.rs) showed two
+            // disjoint partitions holding the vote without it.
+            vote = Vote::WaitForReply;
+        }
         let retry_ms = self
             .clients
             .get(&conn)
@@ -796,6 +810,34 @@ impl QnetdServer {
             }
         });
         vote
+    }
+
+    /// NACK every other client of the cluster that holds an ACK for another ring; true while any
+    /// such NACK is unacknowledged.
+    fn lms_revoke_others(&mut self, name: &str, conn: ConnId) -> bool {
+        let Some(ring_id) = self.clients.get(&conn).map(|c| c.ring_id) else {
+            return false;
+        };
+        let (conns, _) = self.views(name, None);
+        let mut waiting = false;
+        for other in conns.into_iter().filter(|id| *id != conn) {
+            let Some(o) = self.clients.get_mut(&other) else {
+                continue;
+            };
+            if o.lms_nack_pending.is_some() {
+                waiting = true;
+                continue;
+            }
+            if o.lms_last_result == Some(Vote::Ack) && o.ring_id != ring_id {
+                o.lms_last_result = Some(Vote::Nack);
+                o.vote_info_seq = o.vote_info_seq.wrapping_add(1);
+                o.lms_nack_pending = Some(o.vote_info_seq);
+                let (seq, other_ring) = (o.vote_info_seq, o.ring_id);
+                self.send_vote_info(other, seq, other_ring, Vote::Nack);
+                waiting = true;
+            }
+        }
+        waiting
     }
 
     fn lms_timer(&mut self, now: MonoTime, conn: ConnId) {

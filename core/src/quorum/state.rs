@@ -271,6 +271,10 @@ impl Votequorum {
         // A device vote counts only in the ring it was cast for: the device must poll again with
         // the new ring id (corosync achieves the same by pausing the device during sync).
         self.us_flags.set(NodeFlags::QDEVICE_CAST_VOTE, false);
+        // Recalculate now, without the departed nodes and the old device vote, so that
+        // `is_quorate` never answers for the old ring while the sync runs (corosync only reports
+        // quorum at the end of the sync; we also keep the live value honest).
+        self.recalculate(false, false);
         self.sync_us_node();
         self.push(Action::Multicast(self.node_info_msg()));
         if self.device.configured {
@@ -328,6 +332,7 @@ impl Votequorum {
             let before = self.us_flags;
             self.us_flags.set(NodeFlags::QDEVICE_ALIVE, false);
             self.us_flags.set(NodeFlags::QDEVICE_CAST_VOTE, false);
+            self.withdraw_now_if_lost(before);
             if before != self.us_flags {
                 self.push(Action::Multicast(self.node_info_msg()));
             }
@@ -364,6 +369,7 @@ impl Votequorum {
             self.us_flags.set(flag, false);
         }
         self.timers.set(Timer::QdevicePoll, None);
+        self.withdraw_now_if_lost(before);
         if before != self.us_flags {
             self.push(Action::Multicast(self.node_info_msg()));
         }
@@ -393,6 +399,7 @@ impl Votequorum {
         let before = self.us_flags;
         self.us_flags.set(NodeFlags::QDEVICE_ALIVE, true);
         self.us_flags.set(NodeFlags::QDEVICE_CAST_VOTE, cast_vote);
+        self.withdraw_now_if_lost(before);
         if before != self.us_flags {
             self.push(Action::Multicast(self.node_info_msg()));
         }
@@ -542,6 +549,16 @@ impl Votequorum {
         if let Some(us) = self.nodes.get_mut(&self.local) {
             us.flags = flags;
             us.state = Membership::Member;
+        }
+    }
+
+    /// The device's vote was withdrawn: count without it at once. Adding votes waits for our
+    /// NodeInfo to come back through Totem (as in corosync), but losing them must not: qnetd may
+    /// give the vote to another partition as soon as this withdrawal is acknowledged.
+    fn withdraw_now_if_lost(&mut self, before: NodeFlags) {
+        let had = before.contains(NodeFlags::QDEVICE_CAST_VOTE);
+        if had && !self.us_flags.contains(NodeFlags::QDEVICE_CAST_VOTE) {
+            self.recalculate(false, false);
         }
     }
 
