@@ -465,3 +465,32 @@ fn figure_two_plus_one_regains_quorum_with_default_timeouts() {
          closed) {with_fin} ms (Totem token+consensus)"
     );
 }
+
+#[test]
+fn vote_lease_withdraws_before_qnetd_can_reassign_it() {
+    let mut w = World::new();
+    w.connect(
+        client_config(1, DecisionAlgorithm::Ffsplit, TieBreaker::LOWEST),
+        view(&[1, 2], ring(1, 4), &[1]),
+    );
+    assert_eq!(w.nodes[&1].last_vote, Some((ring(1, 4), true)));
+    // The echo sent at 8 s is answered; then the server goes silent (cut, no FIN).
+    w.advance(8_001);
+    w.nodes.get_mut(&1).expect("node").conn = ConnId::MAX;
+    // Lease = 8 s + 1.25 heartbeats (10 s) = 18 s; qnetd's DPD would fire at 8 s + 12 s = 20 s.
+    w.advance_to(MonoTime::ZERO.plus_ms(17_999));
+    assert!(w.nodes[&1].client.casting(), "still inside the lease");
+    assert_eq!(w.nodes[&1].last_vote.map(|v| v.1), Some(true));
+    w.advance_to(MonoTime::ZERO.plus_ms(18_000));
+    assert!(!w.nodes[&1].client.casting(), "lease lapsed");
+    assert_eq!(
+        w.nodes[&1].last_vote,
+        Some((ring(1, 4), false)),
+        "vote withdrawn at once"
+    );
+    assert_eq!(
+        w.nodes[&1].client.phase(),
+        Phase::Connected,
+        "before the echo timeout"
+    );
+}

@@ -9,6 +9,7 @@
 //! - `partition 1,2|3` — form one membership per group (nodes not listed keep their ring).
 //! - `kill 3` — node 3 stops (its peers only notice at the next `partition`).
 //! - `start 3` — node 3 starts again from its configuration, alone.
+//! - `leave 3` — node 3 announces a clean shutdown (its peers may lower quorum at once).
 //! - `advance MS` — move the clock and fire due timers.
 //! - `expected N on=ID` / `votes V node=ID on=ID` — run-time changes (prints the error if refused).
 //! - `register on=ID` / `poll on=ID vote=0|1` — quorum device on a node.
@@ -236,6 +237,12 @@ fn run_command(ring: &mut Option<Ring>, line: &str) -> String {
             for group in ring.group_of.values_mut() {
                 group.retain(|m| *m != id);
             }
+            String::new()
+        }
+        "leave" => {
+            let id: NodeId = args.first().parse().expect("id");
+            ring.node(id).leave();
+            ring.pump();
             String::new()
         }
         "start" => {
