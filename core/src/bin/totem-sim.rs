@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value = "heavy")]
     faults: FaultProfile,
     /// Length of the fault phase in simulated ms (default: 6 effective tokens, at least 3 s).
-    #[arg(long, alias = "steps")]
+    #[arg(long)]
     duration_ms: Option<u64>,
     /// Worker threads (at most 2).
     #[arg(long, default_value_t = 2)]

@@ -139,6 +139,8 @@ pub struct Sim {
     checker: Checker,
     stats: SimStats,
     steps_at_now: u64,
+    /// A violation found outside a step (while starting a node), reported by the next step.
+    pending_violation: Option<Violation>,
 }
 
 /// What the loop does next.
@@ -195,6 +197,7 @@ impl Sim {
             net,
             stats: SimStats::default(),
             steps_at_now: 0,
+            pending_violation: None,
         };
         for id in ids {
             if !sim.options.start_stopped.contains(&id) {
@@ -439,9 +442,9 @@ impl Sim {
         n.status = NodeStatus::Up;
         self.checker.started(node);
         self.schedule_load(i);
-        // A violation while starting surfaces at the next step through the same drain.
+        // A violation while starting surfaces at the next step.
         if let Err(v) = self.drain(i) {
-            self.trace(|| format!("violation at start: {v}"));
+            self.pending_violation.get_or_insert(v);
         }
         Ok(())
     }
@@ -558,6 +561,9 @@ impl Sim {
 
     /// Runs one event no later than `deadline_ns`; `Ok(false)` if there was none.
     pub fn step(&mut self, deadline_ns: u64) -> Result<bool, Violation> {
+        if let Some(v) = self.pending_violation.take() {
+            return Err(v);
+        }
         let Some((at, next)) = self.next_event() else {
             return Ok(false);
         };
