@@ -57,6 +57,8 @@ impl Srp {
         self.timers.cancel(Timer::TokenRetransmit);
         self.timers.cancel(Timer::Hold);
         if was != State::Gather || !self.timers.is_set(Timer::Consensus) {
+            self.heard.clear();
+            self.strikes.clear();
             self.timers.set(
                 Timer::Consensus,
                 now.plus_ms(self.cfg.effective_consensus_ms()),
@@ -104,28 +106,43 @@ impl Srp {
         self.check_consensus(now);
     }
 
+    /// Consensus period over. Nodes never heard from in it are failed. Nodes heard from but not
+    /// (yet) agreeing get a second period: they often just adopted our sets and their next join
+    /// agrees; failing them at once splits live survivors into separate rings. A node that still
+    /// disagrees at the next expiry is failed, which bounds the wait.
     pub(super) fn on_consensus_timeout(&mut self, now: MonoTime) {
         if self.state != State::Gather {
             return;
         }
-        let live: Vec<NodeId> = self.live_set().into_iter().collect();
-        let silent: Vec<NodeId> = live
-            .iter()
-            .copied()
+        let silent: BTreeSet<NodeId> = self
+            .live_set()
+            .into_iter()
             .filter(|n| !self.consensus.contains(n))
             .collect();
+        let disagreeing: BTreeSet<NodeId> = silent.intersection(&self.heard).copied().collect();
+        let to_fail: Vec<NodeId> = silent
+            .iter()
+            .copied()
+            .filter(|n| !disagreeing.contains(n) || self.strikes.contains(n))
+            .collect();
+        self.strikes = disagreeing
+            .into_iter()
+            .filter(|n| !to_fail.contains(n))
+            .collect();
+        self.heard.clear();
         self.timers.set(
             Timer::Consensus,
             now.plus_ms(self.cfg.effective_consensus_ms()),
         );
-        if silent.is_empty() {
-            // Agreed, but the commit token never came: the representative may have failed.
+        if to_fail.is_empty() {
+            // Agreed but no commit token came (the representative may have failed), or peers
+            // are still converging: start a new round.
             self.consensus.clear();
             self.consensus.insert(self.me);
             self.schedule_join(now);
         } else {
-            tracing::info!("totem: no consensus from {silent:?}; marking them failed");
-            self.start_gather(now, &[], &silent, "consensus timeout");
+            tracing::info!("totem: no consensus from {to_fail:?}; marking them failed");
+            self.start_gather(now, &[], &to_fail, "consensus timeout");
         }
     }
 
@@ -498,6 +515,7 @@ impl Srp {
                     self.start_gather(now, &[from], &[from], "join marks us failed");
                     return;
                 }
+                self.heard.insert(from);
                 if jproc == self.proc_set && jfailed == self.failed_set {
                     self.consensus.insert(from);
                     self.check_consensus(now);
@@ -505,6 +523,11 @@ impl Srp {
                     // They lag behind; our next join brings them up to date.
                 } else {
                     self.start_gather(now, &j.proc_list, &j.failed_list, "join");
+                    // Having adopted the sender's sets, its join now agrees with ours.
+                    if jproc == self.proc_set && jfailed == self.failed_set {
+                        self.consensus.insert(from);
+                        self.check_consensus(now);
+                    }
                 }
             }
             State::Commit | State::Recovery => {

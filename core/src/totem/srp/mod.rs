@@ -158,6 +158,10 @@ pub struct Srp {
     proc_set: BTreeSet<NodeId>,
     failed_set: BTreeSet<NodeId>,
     consensus: BTreeSet<NodeId>,
+    /// GATHER: nodes a join was received from during the current consensus period, and nodes
+    /// that disagreed at the previous consensus expiry.
+    heard: BTreeSet<NodeId>,
+    strikes: BTreeSet<NodeId>,
     forming: Option<Forming>,
     packer: Packer,
     submit_blocked: bool,
@@ -208,6 +212,8 @@ impl Srp {
             proc_set: BTreeSet::from([me]),
             failed_set: BTreeSet::new(),
             consensus: BTreeSet::new(),
+            heard: BTreeSet::new(),
+            strikes: BTreeSet::new(),
             forming: None,
             packer: Packer::default(),
             submit_blocked: false,
