@@ -6,8 +6,14 @@
 //! * [`rng`]: seed splitting and the random streams;
 //! * [`clock`]: per-node clock offset and drift;
 //! * [`net`]: the packet network;
-//! * [`workload`]: self-checking numbered payloads;
-//! * [`checker`]: the safety and liveness checkers.
+//! * [`workload`]: self-checking numbered payloads and the client load;
+//! * [`checker`]: the safety and liveness checkers;
+//! * [`cluster`]: the event loop and the verbs (`cut`, `isolate`, `partition`, `heal`, `crash`,
+//!   `restart`, `leave`, `join`, `run_for`, `run_until`);
+//! * [`swarm`]: one seeded run with swarm-drawn fault options and a liveness phase;
+//! * [`figures`]: crash → new configuration measurements.
+//!
+//! The `totem-sim` binary drives [`swarm::run`] over many seeds.
 
 pub mod checker;
 pub mod clock;
