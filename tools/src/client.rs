@@ -73,7 +73,10 @@ pub fn exchange<T>(
             return Ok(value);
         }
         if let Some(reason) = rejected {
-            return Err(ClientError::Rejected { addr: server, reason });
+            return Err(ClientError::Rejected {
+                addr: server,
+                reason,
+            });
         }
     }
     if unreachable {

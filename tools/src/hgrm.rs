@@ -16,7 +16,11 @@ pub const NS_PER_OUTPUT_UNIT: f64 = 1_000_000.0;
 pub fn render(hist: &Histogram<u64>) -> String {
     let digits = usize::from(hist.sigfig());
     let mut out = String::new();
-    let _ = write!(out, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = write!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     let mut total: u64 = 0;
     if !hist.is_empty() {
         for v in hist.iter_quantiles(TICKS_PER_HALF_DISTANCE) {
@@ -24,7 +28,11 @@ pub fn render(hist: &Histogram<u64>) -> String {
             let value = v.value_iterated_to() as f64 / NS_PER_OUTPUT_UNIT;
             let q = v.quantile_iterated_to();
             if q < 1.0 {
-                let _ = writeln!(out, "{value:>12.digits$} {q:2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q));
+                let _ = writeln!(
+                    out,
+                    "{value:>12.digits$} {q:2.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                );
             } else {
                 let _ = writeln!(out, "{value:>12.digits$} {q:2.12} {total:>10}");
             }
@@ -33,9 +41,21 @@ pub fn render(hist: &Histogram<u64>) -> String {
     let mean = hist.mean() / NS_PER_OUTPUT_UNIT;
     let stdev = hist.stdev() / NS_PER_OUTPUT_UNIT;
     let max = hist.max() as f64 / NS_PER_OUTPUT_UNIT;
-    let _ = writeln!(out, "#[Mean    = {mean:>12.digits$}, StdDeviation   = {stdev:>12.digits$}]");
-    let _ = writeln!(out, "#[Max     = {max:>12.digits$}, Total count    = {:>12}]", hist.len());
-    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", hist.buckets(), sub_bucket_count(hist.sigfig()));
+    let _ = writeln!(
+        out,
+        "#[Mean    = {mean:>12.digits$}, StdDeviation   = {stdev:>12.digits$}]"
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {max:>12.digits$}, Total count    = {:>12}]",
+        hist.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        hist.buckets(),
+        sub_bucket_count(hist.sigfig())
+    );
     out
 }
 
@@ -73,7 +93,10 @@ mod tests {
         }
         let text = render(&h);
         let mut lines = text.lines();
-        assert_eq!(lines.next(), Some("       Value     Percentile TotalCount 1/(1-Percentile)"));
+        assert_eq!(
+            lines.next(),
+            Some("       Value     Percentile TotalCount 1/(1-Percentile)")
+        );
         assert_eq!(lines.next(), Some(""));
         let first = lines.next().unwrap_or_default();
         assert!(first.ends_with("1.00"), "{first}");
@@ -81,8 +104,10 @@ mod tests {
         let rows = parse_rows(&text);
         assert_eq!(rows.last().map(|r| r.2), Some(1000));
         assert_eq!(rows.last().map(|r| r.1), Some(1.0));
-        assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
-        assert!(text.contains("#[Mean    =        0.500"), "{text}");
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+        assert!(text.contains("#[Mean    =        0.50"), "{text}");
         assert!(text.contains("Total count    =         1000]"), "{text}");
         assert!(text.contains("SubBuckets     =         2048]"), "{text}");
     }

@@ -67,13 +67,12 @@ pub fn resolve(name: &str, port: u16, family: Family) -> Result<Host, HostError>
             reason: e.to_string(),
         })?
         .collect();
-    let addr = addrs
-        .into_iter()
-        .find(|a| family.accepts(&a.ip()))
-        .ok_or(HostError::NoAddressOfFamily {
+    let addr = addrs.into_iter().find(|a| family.accepts(&a.ip())).ok_or(
+        HostError::NoAddressOfFamily {
             name: name.to_string(),
             family: family.name(),
-        })?;
+        },
+    )?;
     Ok(Host {
         name: name.to_string(),
         addr,
@@ -95,7 +94,10 @@ pub fn parse_endpoint(text: &str, default_port: u16) -> Result<SocketAddr, HostE
                 })
             }
         },
-        _ => (text.trim_start_matches('[').trim_end_matches(']'), default_port),
+        _ => (
+            text.trim_start_matches('[').trim_end_matches(']'),
+            default_port,
+        ),
     };
     resolve(name, port, Family::Any).map(|h| h.addr)
 }
@@ -126,7 +128,9 @@ pub fn is_local(ip: &IpAddr, locals: &[IpAddr]) -> bool {
 
 /// Indices of the hosts that are addresses of this machine, in command-line order.
 pub fn local_candidates(hosts: &[Host], locals: &[IpAddr]) -> Vec<usize> {
-    (0..hosts.len()).filter(|&i| is_local(&hosts[i].addr.ip(), locals)).collect()
+    (0..hosts.len())
+        .filter(|&i| is_local(&hosts[i].addr.ip(), locals))
+        .collect()
 }
 
 #[cfg(test)]
@@ -135,8 +139,14 @@ mod tests {
 
     #[test]
     fn endpoints_parse() {
-        assert_eq!(parse_endpoint("127.0.0.1:99", 1).ok(), "127.0.0.1:99".parse().ok());
-        assert_eq!(parse_endpoint("127.0.0.1", 7).ok(), "127.0.0.1:7".parse().ok());
+        assert_eq!(
+            parse_endpoint("127.0.0.1:99", 1).ok(),
+            "127.0.0.1:99".parse().ok()
+        );
+        assert_eq!(
+            parse_endpoint("127.0.0.1", 7).ok(),
+            "127.0.0.1:7".parse().ok()
+        );
         assert_eq!(parse_endpoint("[::1]:5", 7).ok(), "[::1]:5".parse().ok());
         assert_eq!(parse_endpoint("::1", 7).ok(), "[::1]:7".parse().ok());
         assert!(parse_endpoint("127.0.0.1:x", 7).is_err());

@@ -36,16 +36,38 @@ pub struct LatencyOptions {
 }
 
 /// Checks the parameters; the message says what is wrong.
-pub fn validate(rate: u64, duration_secs: f64, size: usize, encrypted: bool) -> Result<LatencyOptions, String> {
+pub fn validate(
+    rate: u64,
+    duration_secs: f64,
+    size: usize,
+    encrypted: bool,
+) -> Result<LatencyOptions, String> {
     if rate == 0 || rate > MAX_RATE {
-        return Err(format!("impossible rate --rate {rate}: must be 1..={MAX_RATE} requests/s"));
+        return Err(format!(
+            "impossible rate --rate {rate}: must be 1..={MAX_RATE} requests/s"
+        ));
     }
-    if !(duration_secs.is_finite() && duration_secs > 0.0 && duration_secs <= crate::pps::MAX_DURATION_SECS) {
-        return Err(format!("--duration {duration_secs} must be > 0 and <= {} seconds", crate::pps::MAX_DURATION_SECS));
+    if !(duration_secs.is_finite()
+        && duration_secs > 0.0
+        && duration_secs <= crate::pps::MAX_DURATION_SECS)
+    {
+        return Err(format!(
+            "--duration {duration_secs} must be > 0 and <= {} seconds",
+            crate::pps::MAX_DURATION_SECS
+        ));
     }
-    let min = wire::HEADER_LEN + 12 + if encrypted { crate::link::SEAL_OVERHEAD } else { 0 };
+    let min = wire::HEADER_LEN
+        + 12
+        + if encrypted {
+            crate::link::SEAL_OVERHEAD
+        } else {
+            0
+        };
     if size < min || size > wire::MAX_DATAGRAM_LEN {
-        return Err(format!("--size {size} must be between {min} and {} bytes", wire::MAX_DATAGRAM_LEN));
+        return Err(format!(
+            "--size {size} must be between {min} and {} bytes",
+            wire::MAX_DATAGRAM_LEN
+        ));
     }
     Ok(LatencyOptions {
         rate,
@@ -81,7 +103,11 @@ pub struct LatencyResult {
 }
 
 /// Runs against `server` on `link`.
-pub fn run(link: &mut Link, server: SocketAddr, opts: &LatencyOptions) -> Result<LatencyResult, ClientError> {
+pub fn run(
+    link: &mut Link,
+    server: SocketAddr,
+    opts: &LatencyOptions,
+) -> Result<LatencyResult, ClientError> {
     let session = link.session();
     client::exchange(link, server, &Body::Init, 0, |b| {
         matches!(b, Body::Response { to } if *to == session).then_some(())
@@ -90,7 +116,9 @@ pub fn run(link: &mut Link, server: SocketAddr, opts: &LatencyOptions) -> Result
     let mut seen = stats::SeenSet::default();
     let epoch = Instant::now();
     let end = epoch + opts.duration;
-    let total = (opts.duration.as_secs_f64() * opts.rate as f64).round().max(1.0) as u64;
+    let total = (opts.duration.as_secs_f64() * opts.rate as f64)
+        .round()
+        .max(1.0) as u64;
     let total = total.min(u64::from(u32::MAX));
     let period = Duration::from_secs_f64(1.0 / opts.rate as f64);
     let mut next: u64 = 0;
@@ -101,7 +129,14 @@ pub fn run(link: &mut Link, server: SocketAddr, opts: &LatencyOptions) -> Result
         let mut burst = 0;
         while next < total && burst < MAX_CATCH_UP && epoch + period.mul_f64(next as f64) <= now {
             let sent_ns = now.duration_since(epoch).as_nanos() as u64;
-            link.queue(server, &Body::Query { seq: next as u32, sent_ns }, opts.size)?;
+            link.queue(
+                server,
+                &Body::Query {
+                    seq: next as u32,
+                    sent_ns,
+                },
+                opts.size,
+            )?;
             next += 1;
             burst += 1;
         }
@@ -136,7 +171,11 @@ pub fn run(link: &mut Link, server: SocketAddr, opts: &LatencyOptions) -> Result
         .iter()
         .map(|p| PercentileRow {
             percentile: *p,
-            latency_ms: if hist.is_empty() { 0.0 } else { hist.value_at_percentile(*p) as f64 / NS_PER_MS },
+            latency_ms: if hist.is_empty() {
+                0.0
+            } else {
+                hist.value_at_percentile(*p) as f64 / NS_PER_MS
+            },
         })
         .collect();
     Ok(LatencyResult {
@@ -147,8 +186,16 @@ pub fn run(link: &mut Link, server: SocketAddr, opts: &LatencyOptions) -> Result
         sent: next,
         received,
         loss_pct: loss_percent(next, received),
-        mean_ms: if hist.is_empty() { 0.0 } else { hist.mean() / NS_PER_MS },
-        std_dev_ms: if hist.is_empty() { 0.0 } else { hist.stdev() / NS_PER_MS },
+        mean_ms: if hist.is_empty() {
+            0.0
+        } else {
+            hist.mean() / NS_PER_MS
+        },
+        std_dev_ms: if hist.is_empty() {
+            0.0
+        } else {
+            hist.stdev() / NS_PER_MS
+        },
         percentiles,
         io: link.backend().to_string(),
         encrypt: link.encrypted(),
@@ -177,7 +224,10 @@ pub fn render(r: &LatencyResult) -> String {
         "latency_ms"
     );
     for row in &r.percentiles {
-        s.push_str(&format!("{:>10.3}  {:>12.3}\n", row.percentile, row.latency_ms));
+        s.push_str(&format!(
+            "{:>10.3}  {:>12.3}\n",
+            row.percentile, row.latency_ms
+        ));
     }
     s
 }
@@ -188,7 +238,9 @@ mod tests {
 
     #[test]
     fn impossible_inputs_are_refused() {
-        assert!(validate(0, 1.0, 64, false).unwrap_err().contains("impossible rate"));
+        assert!(validate(0, 1.0, 64, false)
+            .unwrap_err()
+            .contains("impossible rate"));
         assert!(validate(MAX_RATE + 1, 1.0, 64, false).is_err());
         assert!(validate(100, -1.0, 64, false).is_err());
         assert!(validate(100, 1.0, 8, false).is_err());

@@ -3,6 +3,7 @@
 //! All three share the transport's batched link I/O (io_uring or recvmmsg/sendmmsg, see
 //! [`link`]) and optional AES-256-GCM from totem-crypto; they need no running daemon.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod client;
 pub mod cpu;

@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use thiserror::Error;
 use totem_crypto::{AuthKey, FrameKey, Nonce, OpenError, Opener, Sealer, NONCE_LEN, TAG_LEN};
-use totem_transport::io::{self as linkio, Backend, BackendKind, Incoming, IoOptions, LinkIo, PathError, RecvSummary};
+use totem_transport::io::{
+    self as linkio, Backend, BackendKind, Incoming, IoOptions, LinkIo, PathError, RecvSummary,
+};
 
 use crate::wire::{self, Body, DecodeError, Header, FLAG_SEALED, HEADER_LEN};
 
@@ -50,7 +52,9 @@ pub enum Rejection {
     Decode(DecodeError),
     #[error("encrypted frame does not open: {0} (different key?)")]
     Auth(OpenError),
-    #[error("peer sends encrypted frames but encryption is off here (use the same --encrypt/--key)")]
+    #[error(
+        "peer sends encrypted frames but encryption is off here (use the same --encrypt/--key)"
+    )]
     UnexpectedSealed,
     #[error("peer sends clear frames but encryption is on here (use the same --encrypt/--key)")]
     UnexpectedClear,
@@ -242,7 +246,12 @@ impl Link {
 }
 
 /// Decodes (and opens when sealed) one datagram.
-fn decode_datagram(security: &mut Option<Security>, open_buf: &mut Vec<u8>, from: SocketAddr, data: &[u8]) -> Event {
+fn decode_datagram(
+    security: &mut Option<Security>,
+    open_buf: &mut Vec<u8>,
+    from: SocketAddr,
+    data: &[u8],
+) -> Event {
     let reject = |reason| Event::Rejected { from, reason };
     let header = match wire::decode_header(data) {
         Ok(h) => h,
@@ -264,7 +273,13 @@ fn decode_datagram(security: &mut Option<Security>, open_buf: &mut Vec<u8>, from
             open_buf.clear();
             open_buf.extend_from_slice(body);
             let sender = header.session as u32;
-            match sec.opener.open_in_place_tag_suffix(sender, key_id, &Nonce(*nonce), &data[..HEADER_LEN], open_buf) {
+            match sec.opener.open_in_place_tag_suffix(
+                sender,
+                key_id,
+                &Nonce(*nonce),
+                &data[..HEADER_LEN],
+                open_buf,
+            ) {
                 Ok(plain) => wire::decode_body(&header, plain),
                 Err(e) => return reject(Rejection::Auth(e)),
             }

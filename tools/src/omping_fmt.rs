@@ -54,19 +54,34 @@ pub fn status_line(host: &str, width: usize, status: &Status) -> String {
     format!("{host:<width$} : {text}")
 }
 
+/// What one per-reply line shows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reply {
+    /// Cast type.
+    pub cast: Cast,
+    /// Sequence number.
+    pub seq: u32,
+    /// A duplicate.
+    pub dup: bool,
+    /// Datagram size, bytes.
+    pub size: usize,
+    /// Round trip, ms (None: not known).
+    pub rtt_ms: Option<f64>,
+    /// omping's `-C`: (running avg ms, loss %).
+    pub cont: Option<(f64, i64)>,
+}
+
 /// One reply: `HOST :   unicast, seq=N[ (dup)], size=N bytes[, time=X.XXXms][ (A avg, L% loss)]`.
 /// `dist=` is left out: we do not read the received TTL (omping also omits it when unknown).
-/// `cont` is omping's `-C`: (running avg ms, loss %).
-pub fn reply_line(
-    host: &str,
-    width: usize,
-    cast: Cast,
-    seq: u32,
-    dup: bool,
-    size: usize,
-    rtt_ms: Option<f64>,
-    cont: Option<(f64, i64)>,
-) -> String {
+pub fn reply_line(host: &str, width: usize, reply: &Reply) -> String {
+    let Reply {
+        cast,
+        seq,
+        dup,
+        size,
+        rtt_ms,
+        cont,
+    } = *reply;
     let mut s = format!("{host:<width$} : {:>5}cast, seq={seq}", cast.prefix());
     if dup {
         s.push_str(" (dup)");
@@ -88,10 +103,20 @@ pub fn reply_line(
 /// The summary line of one cast type:
 /// `HOST :   unicast, xmt/rcv/%loss = S/R[+D]/L%[ (seq>=F L%)], min/avg/max/std-dev = a/b/c/d`.
 /// `first_seq` is the first multicast sequence number received (omping's `seq>=` part when > 1).
-pub fn summary_line(host: &str, width: usize, cast: Cast, sent: u64, stats: &RttStats, first_seq: Option<u32>) -> String {
+pub fn summary_line(
+    host: &str,
+    width: usize,
+    cast: Cast,
+    sent: u64,
+    stats: &RttStats,
+    first_seq: Option<u32>,
+) -> String {
     let received = stats.received;
     let sum = stats.summary();
-    let mut s = format!("{host:<width$} : {:>5}cast, xmt/rcv/%loss = {sent}/{received}", cast.prefix());
+    let mut s = format!(
+        "{host:<width$} : {:>5}cast, xmt/rcv/%loss = {sent}/{received}",
+        cast.prefix()
+    );
     if stats.dups > 0 {
         let _ = write!(s, "+{}", stats.dups);
     }
@@ -133,15 +158,48 @@ mod tests {
     #[test]
     fn reply_lines_match_omping_layout() {
         assert_eq!(
-            reply_line("10.88.0.2", 9, Cast::Uni, 1, false, 69, Some(0.009), None),
+            reply_line(
+                "10.88.0.2",
+                9,
+                &Reply {
+                    cast: Cast::Uni,
+                    seq: 1,
+                    dup: false,
+                    size: 69,
+                    rtt_ms: Some(0.009),
+                    cont: None
+                }
+            ),
             "10.88.0.2 :   unicast, seq=1, size=69 bytes, time=0.009ms"
         );
         assert_eq!(
-            reply_line("10.88.0.2", 9, Cast::Multi, 12, true, 69, Some(0.551), Some((0.129, 0))),
+            reply_line(
+                "10.88.0.2",
+                9,
+                &Reply {
+                    cast: Cast::Multi,
+                    seq: 12,
+                    dup: true,
+                    size: 69,
+                    rtt_ms: Some(0.551),
+                    cont: Some((0.129, 0))
+                }
+            ),
             "10.88.0.2 : multicast, seq=12 (dup), size=69 bytes, time=0.551ms (0.129 avg, 0% loss)"
         );
         assert_eq!(
-            reply_line("a", 3, Cast::Uni, 2, false, 10, None, Some((0.0, 50))),
+            reply_line(
+                "a",
+                3,
+                &Reply {
+                    cast: Cast::Uni,
+                    seq: 2,
+                    dup: false,
+                    size: 10,
+                    rtt_ms: None,
+                    cont: Some((0.0, 50))
+                }
+            ),
             "a   :   unicast, seq=2, size=10 bytes (50% loss)"
         );
     }
@@ -159,8 +217,14 @@ mod tests {
         );
         st.dups = 2;
         let line = summary_line("node-03", 7, Cast::Multi, 21, &st, Some(2));
-        assert!(line.starts_with("node-03 : multicast, xmt/rcv/%loss = 21/3+2/85% (seq>=2 85%), "), "{line}");
-        assert_eq!(never_received_line("h", 3), "h   : response message never received");
+        assert!(
+            line.starts_with("node-03 : multicast, xmt/rcv/%loss = 21/3+2/85% (seq>=2 85%), "),
+            "{line}"
+        );
+        assert_eq!(
+            never_received_line("h", 3),
+            "h   : response message never received"
+        );
         assert_eq!(
             status_line("10.88.0.1", 9, &Status::GivenAmountSent),
             "10.88.0.1 : given amount of query messages was sent"

@@ -39,17 +39,34 @@ pub struct PpsOptions {
 }
 
 /// Checks sizes, rates and durations; the message says what is wrong.
-pub fn validate(size: usize, duration_secs: f64, rate: Option<u64>, encrypted: bool) -> Result<PpsOptions, String> {
-    let min = MIN_SIZE_BYTES + if encrypted { crate::link::SEAL_OVERHEAD } else { 0 };
+pub fn validate(
+    size: usize,
+    duration_secs: f64,
+    rate: Option<u64>,
+    encrypted: bool,
+) -> Result<PpsOptions, String> {
+    let min = MIN_SIZE_BYTES
+        + if encrypted {
+            crate::link::SEAL_OVERHEAD
+        } else {
+            0
+        };
     if size < min || size > wire::MAX_DATAGRAM_LEN {
-        return Err(format!("--size {size} must be between {min} and {} bytes", wire::MAX_DATAGRAM_LEN));
+        return Err(format!(
+            "--size {size} must be between {min} and {} bytes",
+            wire::MAX_DATAGRAM_LEN
+        ));
     }
     if !(duration_secs.is_finite() && duration_secs > 0.0 && duration_secs <= MAX_DURATION_SECS) {
-        return Err(format!("--duration {duration_secs} must be > 0 and <= {MAX_DURATION_SECS} seconds"));
+        return Err(format!(
+            "--duration {duration_secs} must be > 0 and <= {MAX_DURATION_SECS} seconds"
+        ));
     }
     if let Some(r) = rate {
         if r == 0 || r > MAX_RATE_PPS {
-            return Err(format!("impossible rate --rate {r}: must be 1..={MAX_RATE_PPS} packets/s"));
+            return Err(format!(
+                "impossible rate --rate {r}: must be 1..={MAX_RATE_PPS} packets/s"
+            ));
         }
     }
     Ok(PpsOptions {
@@ -87,7 +104,11 @@ fn mbit_per_s(pps: f64, size: usize) -> f64 {
 }
 
 /// One run against `server` on `link`.
-pub fn run_once(link: &mut Link, server: std::net::SocketAddr, opts: &PpsOptions) -> Result<PpsResult, ClientError> {
+pub fn run_once(
+    link: &mut Link,
+    server: std::net::SocketAddr,
+    opts: &PpsOptions,
+) -> Result<PpsResult, ClientError> {
     let session = link.session();
     let duration_ms = opts.duration.as_millis().min(u128::from(u32::MAX)) as u32;
     client::exchange(
@@ -134,10 +155,11 @@ pub fn run_once(link: &mut Link, server: std::net::SocketAddr, opts: &PpsOptions
     let elapsed = start.elapsed();
     let client_cpu = CpuTime::now().since(&cpu_start);
     std::thread::sleep(DRAIN_PAUSE);
-    let report: PpsReport = client::exchange(link, server, &Body::PpsStop { sent }, 0, |b| match b {
-        Body::PpsResult { to, report } if *to == session => Some(*report),
-        _ => None,
-    })?;
+    let report: PpsReport =
+        client::exchange(link, server, &Body::PpsStop { sent }, 0, |b| match b {
+            Body::PpsResult { to, report } if *to == session => Some(*report),
+            _ => None,
+        })?;
     let secs = elapsed.as_secs_f64().max(1e-9);
     let sent_pps = sent as f64 / secs;
     let recv_secs = if report.elapsed_us > 0 {
@@ -160,7 +182,11 @@ pub fn run_once(link: &mut Link, server: std::net::SocketAddr, opts: &PpsOptions
         recv_mbit_s: mbit_per_s(recv_pps, opts.size),
         loss_pct: loss_percent(sent, report.received),
         client_cpu_ns_per_pkt: client_cpu.ns_per_packet(sent),
-        server_cpu_ns_per_pkt: if report.received == 0 { 0.0 } else { server_cpu_ns / report.received as f64 },
+        server_cpu_ns_per_pkt: if report.received == 0 {
+            0.0
+        } else {
+            server_cpu_ns / report.received as f64
+        },
         server_rejected: report.rejected,
         io: link.backend().to_string(),
         batch: link.batch(),
@@ -180,7 +206,14 @@ pub fn find_max(
     mut on_trial: impl FnMut(&PpsResult),
 ) -> Result<(Vec<PpsResult>, Option<PpsResult>), ClientError> {
     let mut trials = Vec::new();
-    let probe = run_once(link, server, &PpsOptions { rate: None, ..opts.clone() })?;
+    let probe = run_once(
+        link,
+        server,
+        &PpsOptions {
+            rate: None,
+            ..opts.clone()
+        },
+    )?;
     on_trial(&probe);
     let mut best = None;
     let mut lo = 0u64;
@@ -195,7 +228,14 @@ pub fn find_max(
             break;
         }
         let mid = lo + (hi - lo) / 2;
-        let trial = run_once(link, server, &PpsOptions { rate: Some(mid.max(1)), ..opts.clone() })?;
+        let trial = run_once(
+            link,
+            server,
+            &PpsOptions {
+                rate: Some(mid.max(1)),
+                ..opts.clone()
+            },
+        )?;
         on_trial(&trial);
         if trial.loss_pct < max_loss_pct {
             lo = mid;
@@ -210,7 +250,9 @@ pub fn find_max(
 
 /// The text report of one run.
 pub fn render(r: &PpsResult) -> String {
-    let rate = r.target_pps.map_or("unlimited".to_string(), |p| format!("{p} pps"));
+    let rate = r
+        .target_pps
+        .map_or("unlimited".to_string(), |p| format!("{p} pps"));
     format!(
         "size {} B, duration {:.2} s, rate {rate}, io {} batch {} (server {} batch {}), {}\n\
          sent      {:>12} pkts {:>12.0} pps {:>10.1} Mbit/s   client CPU {:>8.0} ns/pkt\n\
@@ -251,9 +293,13 @@ mod tests {
 
     #[test]
     fn impossible_inputs_are_refused() {
-        assert!(validate(64, 1.0, Some(0), false).unwrap_err().contains("impossible rate"));
+        assert!(validate(64, 1.0, Some(0), false)
+            .unwrap_err()
+            .contains("impossible rate"));
         assert!(validate(64, 1.0, Some(MAX_RATE_PPS + 1), false).is_err());
-        assert!(validate(10, 1.0, None, false).unwrap_err().contains("--size 10"));
+        assert!(validate(10, 1.0, None, false)
+            .unwrap_err()
+            .contains("--size 10"));
         assert!(validate(30, 1.0, None, true).is_err());
         assert!(validate(64, 0.0, None, false).is_err());
         assert!(validate(70_000, 1.0, None, false).is_err());

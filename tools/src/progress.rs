@@ -31,7 +31,10 @@ impl Progress {
 
     /// True when a redraw is due (call [`Progress::draw`] then).
     pub fn due(&self, now: Instant) -> bool {
-        self.enabled && self.last.is_none_or(|t| now.duration_since(t) >= REDRAW_PERIOD)
+        self.enabled
+            && self
+                .last
+                .map_or(true, |t| now.duration_since(t) >= REDRAW_PERIOD)
     }
 
     /// Draws `text`, replacing the previous line.

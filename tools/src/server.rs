@@ -48,7 +48,12 @@ struct Run {
 }
 
 /// Serves until `stop` is set. Prints one line per finished totem-pps run to `out`.
-pub fn serve(link: &mut Link, stop: &Arc<AtomicBool>, out: &mut dyn Write, tool: &str) -> Result<(), LinkError> {
+pub fn serve(
+    link: &mut Link,
+    stop: &Arc<AtomicBool>,
+    out: &mut dyn Write,
+    tool: &str,
+) -> Result<(), LinkError> {
     let mut run: Option<Run> = None;
     let mut replies: Vec<(SocketAddr, Body, usize)> = Vec::new();
     let mut warned: HashSet<(SocketAddr, String)> = HashSet::new();
@@ -63,7 +68,7 @@ pub fn serve(link: &mut Link, stop: &Arc<AtomicBool>, out: &mut dyn Write, tool:
                     replies.push((from, Body::Answer { to: header.session, seq, sent_ns }, len))
                 }
                 Body::PpsStart { size, duration_ms } => {
-                    let fresh = run.as_ref().is_none_or(|r| r.session != header.session);
+                    let fresh = run.as_ref().map_or(true, |r| r.session != header.session);
                     if fresh {
                         lines.push(format!(
                             "{tool} server: run from {from}: {size} B datagrams for {:.1} s",

@@ -197,7 +197,11 @@ mod tests {
         assert_eq!(sum.max_ms, 4.0);
         assert!((sum.avg_ms - 2.5).abs() < 1e-9);
         // sample variance of 1,2,3,4 ms = 1.6667 ms² → sqrt = 1.29099 ms
-        assert!((sum.std_dev_ms - 1.290994).abs() < 1e-6, "{}", sum.std_dev_ms);
+        assert!(
+            (sum.std_dev_ms - 1.290994).abs() < 1e-6,
+            "{}",
+            sum.std_dev_ms
+        );
         assert!((sum.p50_ms - 2.0).abs() < 0.01, "{}", sum.p50_ms);
     }
 

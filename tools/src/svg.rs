@@ -18,7 +18,9 @@ const X_MAX_NINES: f64 = 5.0;
 
 /// Escapes text for an SVG text node.
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The SVG document for `hist` (ns) with `title`.
@@ -43,7 +45,12 @@ pub fn render(hist: &Histogram<u64>, title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH_PX}" height="{HEIGHT_PX}" viewBox="0 0 {WIDTH_PX} {HEIGHT_PX}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#, WIDTH_PX / 2.0, escape(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
+        WIDTH_PX / 2.0,
+        escape(title)
+    );
     // Axes and grid.
     for i in 0..=X_MAX_NINES as u32 {
         let px = x(f64::from(i));
@@ -51,21 +58,58 @@ pub fn render(hist: &Histogram<u64>, title: &str) -> String {
             0 => "0%".to_string(),
             n => format!("{}%", 100.0 - 100.0 / 10f64.powi(n as i32)),
         };
-        let _ = writeln!(s, r##"<line x1="{px:.1}" y1="{MARGIN_TOP_PX}" x2="{px:.1}" y2="{:.1}" stroke="#ddd"/>"##, MARGIN_TOP_PX + plot_h);
-        let _ = writeln!(s, r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#, MARGIN_TOP_PX + plot_h + 18.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{px:.1}" y1="{MARGIN_TOP_PX}" x2="{px:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            MARGIN_TOP_PX + plot_h
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            MARGIN_TOP_PX + plot_h + 18.0
+        );
     }
     for i in 0..=4 {
         let ms = y_max * f64::from(i) / 4.0;
         let py = y(ms);
-        let _ = writeln!(s, r##"<line x1="{MARGIN_LEFT_PX}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##, MARGIN_LEFT_PX + plot_w);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{ms:.3}</text>"#, MARGIN_LEFT_PX - 6.0, py + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{MARGIN_LEFT_PX}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##,
+            MARGIN_LEFT_PX + plot_w
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{ms:.3}</text>"#,
+            MARGIN_LEFT_PX - 6.0,
+            py + 4.0
+        );
     }
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#, MARGIN_LEFT_PX + plot_w / 2.0, HEIGHT_PX - 10.0);
-    let _ = writeln!(s, r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">latency (ms)</text>"#, MARGIN_TOP_PX + plot_h / 2.0, MARGIN_TOP_PX + plot_h / 2.0);
-    let _ = writeln!(s, r#"<rect x="{MARGIN_LEFT_PX}" y="{MARGIN_TOP_PX}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        MARGIN_LEFT_PX + plot_w / 2.0,
+        HEIGHT_PX - 10.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">latency (ms)</text>"#,
+        MARGIN_TOP_PX + plot_h / 2.0,
+        MARGIN_TOP_PX + plot_h / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="{MARGIN_LEFT_PX}" y="{MARGIN_TOP_PX}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
     if !points.is_empty() {
-        let path: Vec<String> = points.iter().map(|(n, ms)| format!("{:.1},{:.1}", x(*n), y(*ms))).collect();
-        let _ = writeln!(s, r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##, path.join(" "));
+        let path: Vec<String> = points
+            .iter()
+            .map(|(n, ms)| format!("{:.1},{:.1}", x(*n), y(*ms)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##,
+            path.join(" ")
+        );
     }
     s.push_str("</svg>\n");
     s

@@ -67,14 +67,23 @@ pub fn judge(peers: &[PeerFigures<'_>]) -> Verdict {
             continue;
         }
         if p.loss_pct >= MAX_LOSS_PCT {
-            reasons.push(format!("{}: loss {:.2}% >= {MAX_LOSS_PCT}%", p.host, p.loss_pct));
+            reasons.push(format!(
+                "{}: loss {:.2}% >= {MAX_LOSS_PCT}%",
+                p.host, p.loss_pct
+            ));
         }
         if p.rtt.p99_ms >= MAX_P99_MS {
-            reasons.push(format!("{}: p99 rtt {:.3} ms >= {MAX_P99_MS} ms", p.host, p.rtt.p99_ms));
+            reasons.push(format!(
+                "{}: p99 rtt {:.3} ms >= {MAX_P99_MS} ms",
+                p.host, p.rtt.p99_ms
+            ));
         }
         let jitter = p.rtt.p999_ms - p.rtt.p50_ms;
         if jitter >= MAX_JITTER_MS {
-            reasons.push(format!("{}: jitter {jitter:.3} ms >= {MAX_JITTER_MS} ms", p.host));
+            reasons.push(format!(
+                "{}: jitter {jitter:.3} ms >= {MAX_JITTER_MS} ms",
+                p.host
+            ));
         }
     }
     Verdict {
@@ -90,7 +99,11 @@ impl Verdict {
         if self.ready {
             format!("verdict: READY ({})", self.rule)
         } else {
-            format!("verdict: NOT READY: {} (rule: {})", self.reasons.join("; "), self.rule)
+            format!(
+                "verdict: NOT READY: {} (rule: {})",
+                self.reasons.join("; "),
+                self.rule
+            )
         }
     }
 }

@@ -135,7 +135,9 @@ pub enum DecodeError {
     Truncated(usize),
     #[error("not a totem-tools datagram (bad magic)")]
     BadMagic,
-    #[error("peer speaks totem-tools protocol version {got}, this build speaks {PROTOCOL_VERSION}")]
+    #[error(
+        "peer speaks totem-tools protocol version {got}, this build speaks {PROTOCOL_VERSION}"
+    )]
     Version {
         /// The peer's version byte.
         got: u8,
@@ -170,7 +172,9 @@ impl Body {
     fn write_fields(&self, out: &mut Vec<u8>) {
         match *self {
             Body::Init | Body::Done => {}
-            Body::Response { to } | Body::PpsReady { to } => out.extend_from_slice(&to.to_be_bytes()),
+            Body::Response { to } | Body::PpsReady { to } => {
+                out.extend_from_slice(&to.to_be_bytes())
+            }
             Body::Query { seq, sent_ns } => {
                 out.extend_from_slice(&seq.to_be_bytes());
                 out.extend_from_slice(&sent_ns.to_be_bytes());
@@ -284,7 +288,12 @@ pub fn encode_header(out: &mut Vec<u8>, header: Header) {
 
 /// Encodes `body` from `session` into `out` (cleared first), zero-padded to `pad_to` bytes when
 /// that is longer than the message.
-pub fn encode(out: &mut Vec<u8>, session: u64, body: &Body, pad_to: usize) -> Result<(), EncodeError> {
+pub fn encode(
+    out: &mut Vec<u8>,
+    session: u64,
+    body: &Body,
+    pad_to: usize,
+) -> Result<(), EncodeError> {
     if pad_to > MAX_DATAGRAM_LEN {
         return Err(EncodeError::TooLarge(pad_to));
     }

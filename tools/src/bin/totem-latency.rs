@@ -15,10 +15,19 @@ const DEFAULT_PORT: u16 = 4323;
 const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "totem-latency", version, about = "Round-trip latency distribution: run --server on one end, --client on the other.")]
+#[command(
+    name = "totem-latency",
+    version,
+    about = "Round-trip latency distribution: run --server on one end, --client on the other."
+)]
 struct Args {
     /// Serve on ADDR[:PORT] (default port 4323) until interrupted.
-    #[arg(long, value_name = "ADDR[:PORT]", conflicts_with = "client", required_unless_present = "client")]
+    #[arg(
+        long,
+        value_name = "ADDR[:PORT]",
+        conflicts_with = "client",
+        required_unless_present = "client"
+    )]
     server: Option<String>,
     /// Measure towards the server at ADDR[:PORT].
     #[arg(long, value_name = "ADDR[:PORT]")]
@@ -27,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     rate: u64,
     /// Seconds to run.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     duration: f64,
     /// Request size on the wire, bytes.
     #[arg(long, default_value_t = 64)]
@@ -58,7 +67,17 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let key = if args.encrypt {
         match link::load_key(&args.key) {
             Ok(k) => Some(k),
@@ -83,7 +102,10 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => return fail(e),
         };
-        println!("totem-latency server: listening on {addr}, io {}", link.backend());
+        println!(
+            "totem-latency server: listening on {addr}, io {}",
+            link.backend()
+        );
         let mut out = std::io::stdout();
         return match server::serve(&mut link, &stop, &mut out, "totem-latency") {
             Ok(()) => ExitCode::SUCCESS,
@@ -101,7 +123,8 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let result = client::open_client(server_addr, &config).and_then(|mut link| latency::run(&mut link, server_addr, &opts));
+    let result = client::open_client(server_addr, &config)
+        .and_then(|mut link| latency::run(&mut link, server_addr, &opts));
     let r = match result {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -112,7 +135,10 @@ fn main() -> ExitCode {
         }
     }
     if let Some(path) = &args.plot {
-        let title = format!("totem-latency to {} at {}/s, {} B ({})", r.server, r.rate, r.size, r.io);
+        let title = format!(
+            "totem-latency to {} at {}/s, {} B ({})",
+            r.server, r.rate, r.size, r.io
+        );
         if let Err(e) = std::fs::write(path, svg::render(&r.histogram, &title)) {
             return fail(format!("cannot write {}: {e}", path.display()));
         }

@@ -16,11 +16,18 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EXIT_ERROR) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     if args.version {
-        println!("totem-ping {} (totemd; omping 0.0.5 compatible output)", totem_tools::VERSION);
+        println!(
+            "totem-ping {} (totemd; omping 0.0.5 compatible output)",
+            totem_tools::VERSION
+        );
         return ExitCode::SUCCESS;
     }
     let opts = match args.validate() {

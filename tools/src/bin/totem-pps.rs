@@ -15,10 +15,19 @@ const DEFAULT_PORT: u16 = 4322;
 const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "totem-pps", version, about = "Packet rate a path sustains: run --server on one end, --client on the other.")]
+#[command(
+    name = "totem-pps",
+    version,
+    about = "Packet rate a path sustains: run --server on one end, --client on the other."
+)]
 struct Args {
     /// Serve on ADDR[:PORT] (default port 4322) until interrupted.
-    #[arg(long, value_name = "ADDR[:PORT]", conflicts_with = "client", required_unless_present = "client")]
+    #[arg(
+        long,
+        value_name = "ADDR[:PORT]",
+        conflicts_with = "client",
+        required_unless_present = "client"
+    )]
     server: Option<String>,
     /// Measure towards the server at ADDR[:PORT].
     #[arg(long, value_name = "ADDR[:PORT]")]
@@ -27,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Seconds per run.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     duration: f64,
     /// Target packets per second (default: as fast as the link takes them).
     #[arg(long)]
@@ -61,7 +70,17 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     if !(1..=1024).contains(&args.batch) {
         return fail(format!("--batch {} must be 1..=1024", args.batch));
     }
@@ -93,7 +112,11 @@ fn main() -> ExitCode {
             "totem-pps server: listening on {addr}, io {} batch {}, {}",
             link.backend(),
             link.batch(),
-            if link.encrypted() { "AES-256-GCM" } else { "clear" }
+            if link.encrypted() {
+                "AES-256-GCM"
+            } else {
+                "clear"
+            }
         );
         let mut out = std::io::stdout();
         return match server::serve(&mut link, &stop, &mut out, "totem-pps") {
@@ -130,7 +153,10 @@ fn main() -> ExitCode {
                     println!("{obj}");
                 } else {
                     match &best {
-                        Some(b) => println!("max rate with loss < {} %: {:.0} pps ({:.1} Mbit/s)", args.max_loss, b.recv_pps, b.recv_mbit_s),
+                        Some(b) => println!(
+                            "max rate with loss < {} %: {:.0} pps ({:.1} Mbit/s)",
+                            args.max_loss, b.recv_pps, b.recv_mbit_s
+                        ),
                         None => println!("no rate tried had loss < {} %", args.max_loss),
                     }
                 }

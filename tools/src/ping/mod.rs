@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::hosts::{self, Host, HostError};
 use crate::link::{self, Event, Link, LinkConfig, LinkError, Rejection};
-use crate::omping_fmt::{self, Cast, Status};
+use crate::omping_fmt::{self, Cast, Reply, Status};
 use crate::progress::Progress;
 use crate::stats::{loss_percent, omping_loss_percent, RttStats, RttSummary, SeenSet};
 use crate::verdict::{self, PeerFigures, Verdict};
@@ -102,7 +102,9 @@ impl Peer {
             return Some(r.to_string());
         }
         if self.unicast.received == 0 && self.unreachable > 0 {
-            return Some("unreachable (ICMP error: is totem-ping running there, on this port?)".to_string());
+            return Some(
+                "unreachable (ICMP error: is totem-ping running there, on this port?)".to_string(),
+            );
         }
         None
     }
@@ -148,12 +150,20 @@ impl Printer<'_> {
         if self.json || self.quiet >= 2 {
             return Ok(());
         }
-        writeln!(self.out, "{}", omping_fmt::status_line(host, self.width, status))
+        writeln!(
+            self.out,
+            "{}",
+            omping_fmt::status_line(host, self.width, status)
+        )
     }
 }
 
 /// Chooses and binds our own address among the hosts.
-fn bind_local(opts: &PingOptions, hosts: &[Host], config: &LinkConfig) -> Result<(usize, Link), PingError> {
+fn bind_local(
+    opts: &PingOptions,
+    hosts: &[Host],
+    config: &LinkConfig,
+) -> Result<(usize, Link), PingError> {
     if let Some(local) = &opts.local {
         let addr = options::parse_local(local, opts.port)?;
         let index = hosts
@@ -172,7 +182,9 @@ fn bind_local(opts: &PingOptions, hosts: &[Host], config: &LinkConfig) -> Result
     for index in candidates {
         match Link::open(hosts[index].addr, config) {
             Ok(link) => return Ok((index, link)),
-            Err(LinkError::AddrInUse { addr }) | Err(LinkError::AddrNotAvailable { addr }) => tried.push(addr.to_string()),
+            Err(LinkError::AddrInUse { addr }) | Err(LinkError::AddrNotAvailable { addr }) => {
+                tried.push(addr.to_string())
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -183,7 +195,11 @@ fn bind_local(opts: &PingOptions, hosts: &[Host], config: &LinkConfig) -> Result
 }
 
 /// Runs totem-ping; returns the verdict (the caller turns it into the exit status).
-pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> Result<Verdict, PingError> {
+pub fn run(
+    opts: &PingOptions,
+    out: &mut dyn Write,
+    stop: &Arc<AtomicBool>,
+) -> Result<Verdict, PingError> {
     let hosts: Vec<Host> = opts
         .hosts
         .iter()
@@ -208,7 +224,11 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
         .filter(|(i, h)| *i != self_index && h.addr != local_addr)
         .map(|(_, h)| Peer::new(h.clone(), epoch))
         .collect();
-    let by_addr: HashMap<SocketAddr, usize> = peers.iter().enumerate().map(|(i, p)| (p.host.addr, i)).collect();
+    let by_addr: HashMap<SocketAddr, usize> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.host.addr, i))
+        .collect();
     let width = peers.iter().map(|p| p.host.name.len()).max().unwrap_or(0);
     let mut printer = Printer {
         out,
@@ -224,12 +244,17 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
             local_addr,
             link.backend(),
             link.batch(),
-            if link.encrypted() { "AES-256-GCM" } else { "clear" }
+            if link.encrypted() {
+                "AES-256-GCM"
+            } else {
+                "clear"
+            }
         );
     }
     let wait = opts.wait;
     let run_length = opts.count.map(|c| opts.interval * c);
-    let mut progress = Progress::new(!opts.json && run_length.is_none_or(|d| d >= PROGRESS_MIN_RUN));
+    let mut progress =
+        Progress::new(!opts.json && run_length.map_or(true, |d| d >= PROGRESS_MIN_RUN));
     let end = opts.timeout.map(|t| epoch + t);
     let mut all_over_at: Option<Instant> = None;
     let mut replies: Vec<(SocketAddr, Body)> = Vec::new();
@@ -270,7 +295,14 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
                             break;
                         }
                         let sent_ns = now.duration_since(epoch).as_nanos() as u64;
-                        link.queue(peer.host.addr, &Body::Query { seq: peer.next_seq, sent_ns }, opts.size)?;
+                        link.queue(
+                            peer.host.addr,
+                            &Body::Query {
+                                seq: peer.next_seq,
+                                sent_ns,
+                            },
+                            opts.size,
+                        )?;
                         peer.sent += 1;
                         peer.next_seq = peer.next_seq.saturating_add(1);
                         burst += 1;
@@ -278,7 +310,11 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
                 }
                 Phase::Draining { .. } | Phase::Over => {}
             }
-            if let Phase::Draining { since, told_to_stop } = peer.phase {
+            if let Phase::Draining {
+                since,
+                told_to_stop,
+            } = peer.phase
+            {
                 let all_in = peer.unicast.received >= peer.sent;
                 let waited = match wait {
                     WaitForFinish::Up(w) => now >= since + w,
@@ -324,10 +360,17 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
         link.recv(Some(wake), |event| {
             let now = Instant::now();
             match event {
-                Event::Message { from, header, body, len } => {
+                Event::Message {
+                    from,
+                    header,
+                    body,
+                    len,
+                } => {
                     let Some(&index) = by_addr.get(&from) else {
                         if opts.verbose > 1 {
-                            eprintln!("totem-ping: ignoring a datagram from {from}, not a listed host");
+                            eprintln!(
+                                "totem-ping: ignoring a datagram from {from}, not a listed host"
+                            );
                         }
                         return;
                     };
@@ -339,17 +382,22 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
                                 peer.next_init = now;
                             }
                         }
-                        Body::Response { to } if to == session => {
-                            if peer.phase == Phase::Init {
-                                peer.phase = Phase::Pinging;
-                                peer.joined_at = now;
-                                if let Err(e) = printer.status(&peer.host.name, &Status::Pinging) {
-                                    output_error = Some(e);
-                                }
+                        Body::Response { to } if to == session && peer.phase == Phase::Init => {
+                            peer.phase = Phase::Pinging;
+                            peer.joined_at = now;
+                            if let Err(e) = printer.status(&peer.host.name, &Status::Pinging) {
+                                output_error = Some(e);
                             }
                         }
                         Body::Query { seq, sent_ns } => {
-                            replies.push((from, Body::Answer { to: header.session, seq, sent_ns }));
+                            replies.push((
+                                from,
+                                Body::Answer {
+                                    to: header.session,
+                                    seq,
+                                    sent_ns,
+                                },
+                            ));
                         }
                         Body::Answer { to, seq, sent_ns } if to == session => {
                             let now_ns = now.duration_since(epoch).as_nanos() as u64;
@@ -362,17 +410,22 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
                             }
                             if opts.quiet == 0 && !opts.json {
                                 let cont = printer.cont_stats.then(|| {
-                                    (peer.unicast.avg_ms(), omping_loss_percent(peer.sent, peer.unicast.received))
+                                    (
+                                        peer.unicast.avg_ms(),
+                                        omping_loss_percent(peer.sent, peer.unicast.received),
+                                    )
                                 });
                                 let line = omping_fmt::reply_line(
                                     &peer.host.name,
                                     printer.width,
-                                    Cast::Uni,
-                                    seq,
-                                    dup,
-                                    len,
-                                    Some(rtt_ns as f64 / crate::stats::NS_PER_MS),
-                                    cont,
+                                    &Reply {
+                                        cast: Cast::Uni,
+                                        seq,
+                                        dup,
+                                        size: len,
+                                        rtt_ms: Some(rtt_ns as f64 / crate::stats::NS_PER_MS),
+                                        cont,
+                                    },
                                 );
                                 if let Err(e) = writeln!(printer.out, "{line}") {
                                     output_error = Some(e);
@@ -386,7 +439,9 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
                                     since: now,
                                     told_to_stop: true,
                                 };
-                                if let Err(e) = printer.status(&peer.host.name, &Status::ServerToldUsToStop) {
+                                if let Err(e) =
+                                    printer.status(&peer.host.name, &Status::ServerToldUsToStop)
+                                {
                                     output_error = Some(e);
                                 }
                             }
@@ -468,13 +523,25 @@ pub fn run(opts: &PingOptions, out: &mut dyn Write, stop: &Arc<AtomicBool>) -> R
     writeln!(printer.out)?;
     for p in &peers {
         if p.unicast.received == 0 {
-            writeln!(printer.out, "{}", omping_fmt::never_received_line(&p.host.name, width))?;
+            writeln!(
+                printer.out,
+                "{}",
+                omping_fmt::never_received_line(&p.host.name, width)
+            )?;
         } else {
-            writeln!(printer.out, "{}", omping_fmt::summary_line(&p.host.name, width, Cast::Uni, p.sent, &p.unicast, None))?;
+            writeln!(
+                printer.out,
+                "{}",
+                omping_fmt::summary_line(&p.host.name, width, Cast::Uni, p.sent, &p.unicast, None)
+            )?;
         }
     }
     for p in peers.iter().filter(|p| p.unicast.received > 0) {
-        writeln!(printer.out, "{}", omping_fmt::percentile_line(&p.host.name, width, Cast::Uni, &p.unicast))?;
+        writeln!(
+            printer.out,
+            "{}",
+            omping_fmt::percentile_line(&p.host.name, width, Cast::Uni, &p.unicast)
+        )?;
     }
     writeln!(printer.out, "{}", verdict.line())?;
     printer.out.flush()?;

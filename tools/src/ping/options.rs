@@ -137,7 +137,9 @@ pub enum OptionError {
     SmallBuffer(char, usize),
     #[error("-4 and -6 are mutually exclusive")]
     BothFamilies,
-    #[error("multicast (-m) is not supported: corosync 3/knet links are unicast-only; run without -m")]
+    #[error(
+        "multicast (-m) is not supported: corosync 3/knet links are unicast-only; run without -m"
+    )]
     MulticastUnsupported,
     #[error("--size {0} must be between {min} and 65507 bytes", min = crate::wire::HEADER_LEN + 12)]
     BadSize(usize),
@@ -178,7 +180,7 @@ pub struct PingOptions {
 }
 
 fn seconds(value: f64) -> Option<Duration> {
-    (value.is_finite() && value >= 0.0 && value < 1e9).then(|| Duration::from_secs_f64(value))
+    (value.is_finite() && (0.0..1e9).contains(&value)).then(|| Duration::from_secs_f64(value))
 }
 
 impl PingArgs {
@@ -190,7 +192,8 @@ impl PingArgs {
         if self.mcast.is_some() {
             return Err(OptionError::MulticastUnsupported);
         }
-        let interval = seconds(self.interval).ok_or_else(|| OptionError::BadInterval(self.interval.to_string()))?;
+        let interval = seconds(self.interval)
+            .ok_or_else(|| OptionError::BadInterval(self.interval.to_string()))?;
         let interval_ms = interval.as_millis() as u64;
         if self.force < 1 && interval_ms < DEFAULT_INTERVAL_MS {
             return Err(OptionError::IntervalNeedsForce(interval_ms));
@@ -216,9 +219,14 @@ impl PingArgs {
             ),
         };
         let wait = match self.wait {
-            Some(w) if w == -1.0 => WaitForFinish::Forever,
-            Some(w) => WaitForFinish::Up(seconds(w).ok_or_else(|| OptionError::BadWait(w.to_string()))?),
-            None => WaitForFinish::Up((interval * WAIT_FOR_FINISH_MULTIPLIER).max(Duration::from_millis(DEFAULT_INTERVAL_MS))),
+            Some(-1.0) => WaitForFinish::Forever,
+            Some(w) => {
+                WaitForFinish::Up(seconds(w).ok_or_else(|| OptionError::BadWait(w.to_string()))?)
+            }
+            None => WaitForFinish::Up(
+                (interval * WAIT_FOR_FINISH_MULTIPLIER)
+                    .max(Duration::from_millis(DEFAULT_INTERVAL_MS)),
+            ),
         };
         for (flag, value) in [('R', self.rcvbuf), ('S', self.sndbuf)] {
             if let Some(v) = value.filter(|v| *v < MIN_SOCKET_BUFFER_BYTES) {
@@ -270,18 +278,34 @@ mod tests {
     use super::*;
 
     fn args(line: &str) -> PingArgs {
-        PingArgs::try_parse_from(std::iter::once("totem-ping").chain(line.split_whitespace())).unwrap()
+        PingArgs::try_parse_from(std::iter::once("totem-ping").chain(line.split_whitespace()))
+            .unwrap()
     }
 
     #[test]
     fn omping_force_rules() {
-        assert_eq!(args("-i 0.1 a b").validate().unwrap_err(), OptionError::IntervalNeedsForce(100));
+        assert_eq!(
+            args("-i 0.1 a b").validate().unwrap_err(),
+            OptionError::IntervalNeedsForce(100)
+        );
         assert!(args("-i 0.1 -F a b").validate().is_ok());
-        assert_eq!(args("-i 0 -F a b").validate().unwrap_err(), OptionError::ZeroIntervalNeedsForce2);
+        assert_eq!(
+            args("-i 0 -F a b").validate().unwrap_err(),
+            OptionError::ZeroIntervalNeedsForce2
+        );
         assert!(args("-i 0 -FF a b").validate().is_ok());
-        assert_eq!(args("-t 10 a").validate().unwrap_err(), OptionError::TtlNeedsForce(10));
-        assert_eq!(args("-m 239.1.1.1 a").validate().unwrap_err(), OptionError::MulticastUnsupported);
-        assert_eq!(args("-R 100 a").validate().unwrap_err(), OptionError::SmallBuffer('R', 100));
+        assert_eq!(
+            args("-t 10 a").validate().unwrap_err(),
+            OptionError::TtlNeedsForce(10)
+        );
+        assert_eq!(
+            args("-m 239.1.1.1 a").validate().unwrap_err(),
+            OptionError::MulticastUnsupported
+        );
+        assert_eq!(
+            args("-R 100 a").validate().unwrap_err(),
+            OptionError::SmallBuffer('R', 100)
+        );
         assert_eq!(args("").validate().unwrap_err(), OptionError::NoHosts);
     }
 
