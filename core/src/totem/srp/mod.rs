@@ -642,11 +642,11 @@ impl Srp {
             tok.retrans_flg = false;
             self.deliver_ring();
             self.ring.free_stable();
-            if is_rep
-                && self
-                    .last_merge_detect
-                    .is_none_or_due(now, self.cfg.merge_ms)
-            {
+            let merge_due = match self.last_merge_detect {
+                None => true,
+                Some(last) => now >= last.plus_ms(self.cfg.merge_ms),
+            };
+            if is_rep && merge_due {
                 self.last_merge_detect = Some(now);
                 self.send(
                     Dest::All,
@@ -861,7 +861,8 @@ fn plausible(body: &Body) -> bool {
             ok(m.ring_id.seq)
                 && ok(m.seq)
                 && m.encapsulated
-                    .is_none_or_ok(|e| ok(e.ring_id.seq) && ok(e.seq))
+                    .as_ref()
+                    .map_or(true, |e| ok(e.ring_id.seq) && ok(e.seq))
         }
         Body::MergeDetect { ring_id } | Body::TokenHoldCancel { ring_id } => ok(ring_id.seq),
         Body::Join(j) => ok(j.ring_seq),
@@ -877,20 +878,6 @@ fn plausible(body: &Body) -> bool {
     }
 }
 
-/// `Option::is_none_or` for the workspace's minimum Rust version.
-trait NoneOr<T> {
-    fn is_none_or_ok(&self, f: impl FnOnce(&T) -> bool) -> bool;
-}
-
-impl<T> NoneOr<T> for Option<T> {
-    fn is_none_or_ok(&self, f: impl FnOnce(&T) -> bool) -> bool {
-        match self {
-            None => true,
-            Some(v) => f(v),
-        }
-    }
-}
-
 /// The node after `me` in ascending ring order (wrapping); `me` if alone or absent.
 fn successor_in(members: &[NodeId], me: NodeId) -> NodeId {
     match members.iter().position(|&n| n == me) {
@@ -901,20 +888,6 @@ fn successor_in(members: &[NodeId], me: NodeId) -> NodeId {
             .find(|&n| n > me)
             .or_else(|| members.first().copied())
             .unwrap_or(me),
-    }
-}
-
-/// Small helpers on options, kept out of the hot code's way.
-trait OptionExt {
-    fn is_none_or_due(&self, now: MonoTime, period_ms: u64) -> bool;
-}
-
-impl OptionExt for Option<MonoTime> {
-    fn is_none_or_due(&self, now: MonoTime, period_ms: u64) -> bool {
-        match self {
-            None => true,
-            Some(last) => now >= last.plus_ms(period_ms),
-        }
     }
 }
 
