@@ -588,7 +588,11 @@ impl Srp {
             tok.aru = self.ring.aru.min(tok.seq);
             tok.aru_addr = if tok.aru >= tok.seq { 0 } else { self.me };
         }
-        for s in self.ring.missing(tok.seq, RETRANSMIT_ENTRIES_MAX) {
+        let missing = self.ring.missing(tok.seq, RETRANSMIT_ENTRIES_MAX);
+        if !missing.is_empty() {
+            tracing::debug!("Retransmit List: {missing:?}");
+        }
+        for s in missing {
             if rtr.len() >= RETRANSMIT_ENTRIES_MAX {
                 break;
             }
