@@ -295,3 +295,94 @@ fn decode_datagram(
         Err(e) => reject(Rejection::Decode(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn security(seed: u8) -> Security {
+        let key = AuthKey::from_bytes(&[seed; 128]).unwrap();
+        let key = FrameKey::derive(&key, TOOLS_KDF_LABEL, 0);
+        Security {
+            sealer: Sealer::new(key.clone(), [1, 2, 3, 4]),
+            opener: Opener::new(key),
+        }
+    }
+
+    fn from() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9))
+    }
+
+    /// Seals like [`Link::queue`] without a socket.
+    fn seal(sec: &mut Security, body: &Body, pad: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        wire::encode(&mut buf, 0xfeed, body, pad.saturating_sub(SEAL_OVERHEAD)).unwrap();
+        buf[6] |= FLAG_SEALED;
+        let (key_id, nonce) = sec.sealer.next_nonce().unwrap();
+        let (head, payload) = buf.split_at_mut(HEADER_LEN);
+        let tag = sec.sealer.seal_in_place(&nonce, head, payload).unwrap();
+        let mut out = head.to_vec();
+        out.push(key_id);
+        out.extend_from_slice(&nonce.0);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    #[test]
+    fn sealed_round_trip_and_mismatches() {
+        let mut sender = security(1);
+        let body = Body::Query {
+            seq: 5,
+            sent_ns: 77,
+        };
+        let datagram = seal(&mut sender, &body, 200);
+        assert_eq!(datagram.len(), 200);
+        let mut buf = Vec::new();
+        match decode_datagram(&mut Some(security(1)), &mut buf, from(), &datagram) {
+            Event::Message { body: got, len, .. } => {
+                assert_eq!(got, body);
+                assert_eq!(len, 200);
+            }
+            other => panic!("{other:?}"),
+        }
+        match decode_datagram(&mut Some(security(2)), &mut buf, from(), &datagram) {
+            Event::Rejected {
+                reason: Rejection::Auth(OpenError::BadTag),
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        match decode_datagram(&mut None, &mut buf, from(), &datagram) {
+            Event::Rejected {
+                reason: Rejection::UnexpectedSealed,
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        let mut clear = Vec::new();
+        wire::encode(&mut clear, 1, &body, 0).unwrap();
+        match decode_datagram(&mut Some(security(1)), &mut buf, from(), &clear) {
+            Event::Rejected {
+                reason: Rejection::UnexpectedClear,
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..120), sealed in any::<bool>()) {
+            if bytes.len() >= HEADER_LEN {
+                bytes[..4].copy_from_slice(&wire::MAGIC);
+                bytes[4] = wire::PROTOCOL_VERSION;
+                bytes[6] = u8::from(sealed);
+            }
+            let mut buf = Vec::new();
+            let _ = decode_datagram(&mut Some(security(3)), &mut buf, from(), &bytes);
+            let _ = decode_datagram(&mut None, &mut buf, from(), &bytes);
+        }
+    }
+}
