@@ -143,6 +143,7 @@ struct Printer<'w> {
     quiet: u8,
     json: bool,
     cont_stats: bool,
+    progress: Progress,
 }
 
 impl Printer<'_> {
@@ -150,11 +151,13 @@ impl Printer<'_> {
         if self.json || self.quiet >= 2 {
             return Ok(());
         }
-        writeln!(
-            self.out,
-            "{}",
-            omping_fmt::status_line(host, self.width, status)
-        )
+        self.line(&omping_fmt::status_line(host, self.width, status))
+    }
+
+    /// Writes one line of stdout, erasing the progress line first.
+    fn line(&mut self, text: &str) -> std::io::Result<()> {
+        self.progress.clear();
+        writeln!(self.out, "{text}")
     }
 }
 
@@ -230,12 +233,18 @@ pub fn run(
         .map(|(i, p)| (p.host.addr, i))
         .collect();
     let width = peers.iter().map(|p| p.host.name.len()).max().unwrap_or(0);
+    let run_length = opts.count.map(|c| opts.interval * c);
+    // Only with -q: per-reply lines would scroll the progress line away.
+    let progress = Progress::new(
+        !opts.json && opts.quiet >= 1 && run_length.map_or(true, |d| d >= PROGRESS_MIN_RUN),
+    );
     let mut printer = Printer {
         out,
         width,
         quiet: opts.quiet,
         json: opts.json,
         cont_stats: opts.cont_stats,
+        progress,
     };
     if opts.verbose > 0 {
         eprintln!(
@@ -252,9 +261,6 @@ pub fn run(
         );
     }
     let wait = opts.wait;
-    let run_length = opts.count.map(|c| opts.interval * c);
-    let mut progress =
-        Progress::new(!opts.json && run_length.map_or(true, |d| d >= PROGRESS_MIN_RUN));
     let end = opts.timeout.map(|t| epoch + t);
     let mut all_over_at: Option<Instant> = None;
     let mut replies: Vec<(SocketAddr, Body)> = Vec::new();
@@ -344,7 +350,7 @@ pub fn run(
             }
         }
 
-        if progress.due(now) {
+        if printer.progress.due(now) {
             let sent: u64 = peers.iter().map(|p| p.sent).sum();
             let rcv: u64 = peers.iter().map(|p| p.unicast.received).sum();
             let total = opts.count.map(|c| u64::from(c) * peers.len() as u64);
@@ -352,7 +358,7 @@ pub fn run(
                 Some(t) => format!("totem-ping: {sent}/{t} queries sent, {rcv} answered"),
                 None => format!("totem-ping: {sent} queries sent, {rcv} answered"),
             };
-            progress.draw(now, &text);
+            printer.progress.draw(now, &text);
         }
 
         let session = link.session();
@@ -427,7 +433,7 @@ pub fn run(
                                         cont,
                                     },
                                 );
-                                if let Err(e) = writeln!(printer.out, "{line}") {
+                                if let Err(e) = printer.line(&line) {
                                     output_error = Some(e);
                                 }
                             }
@@ -480,7 +486,7 @@ pub fn run(
         link.queue(peer.host.addr, &Body::Done, opts.size)?;
     }
     link.flush()?;
-    progress.clear();
+    printer.progress.clear();
 
     let figures: Vec<PeerFigures<'_>> = peers
         .iter()
