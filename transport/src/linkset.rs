@@ -370,6 +370,9 @@ pub struct TransportCounters {
     pub tx_errors: u64,
     /// Messages refused with [`SendError::Full`].
     pub tx_queue_full: u64,
+    /// Messages (or, for `AllPeers`, peers of a message) skipped because no link to the peer
+    /// was usable.
+    pub tx_no_link: u64,
     /// Path errors (ICMP unreachable, EMSGSIZE...).
     pub path_errors: u64,
     /// Events dropped because the event queue was full.
@@ -415,6 +418,7 @@ struct TxState {
     data_mtu: HashMap<u32, [Option<usize>; MAX_LINKS]>,
     targets: Vec<(u32, LinkMask)>,
     queue_full: u64,
+    no_link: u64,
 }
 
 struct RxState {
@@ -543,6 +547,7 @@ impl LinkSet {
                 data_mtu: HashMap::new(),
                 targets: Vec::new(),
                 queue_full: 0,
+                no_link: 0,
             }),
             rx: Mutex::new(RxState {
                 dedupe: Dedupe::new(),
@@ -725,6 +730,7 @@ impl LinkSet {
                     .enumerate()
                     .fold(0u8, |m, (l, r)| if r.is_some() { m | 1 << l } else { m });
             if mask.is_empty() {
+                tx.no_link += 1;
                 if single.is_some() {
                     return Err(SendError::NoLink(node));
                 }
@@ -972,6 +978,10 @@ impl LinkSet {
     pub fn counters(&self) -> TransportCounters {
         let c = &self.shared.counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (tx_queue_full, tx_no_link) = {
+            let tx = lock(&self.tx);
+            (tx.queue_full, tx.no_link)
+        };
         let rx = lock(&self.rx);
         TransportCounters {
             rx_frames: get(&c.rx_frames),
@@ -983,7 +993,8 @@ impl LinkSet {
             rx_queue_full: get(&c.rx_queue_full),
             tx_frames: get(&c.tx_frames),
             tx_errors: get(&c.tx_errors),
-            tx_queue_full: lock(&self.tx).queue_full,
+            tx_queue_full,
+            tx_no_link,
             path_errors: get(&c.path_errors),
             events_dropped: get(&c.events_dropped),
             io_errors: get(&c.io_errors),
