@@ -53,6 +53,9 @@ mod tests {
         let t = MonoTime(5);
         assert_eq!(t.plus_ms(1), MonoTime(1_000_005));
         assert_eq!(MonoTime(3) - MonoTime(7), Duration::ZERO);
-        assert_eq!(MonoTime(u64::MAX) + Duration::from_secs(1), MonoTime(u64::MAX));
+        assert_eq!(
+            MonoTime(u64::MAX) + Duration::from_secs(1),
+            MonoTime(u64::MAX)
+        );
     }
 }
