@@ -359,3 +359,35 @@ fn bad_input_gives_clear_messages() {
     let out = run(PING, &["-V"], LIMIT);
     assert!(text(&out.stdout).starts_with("totem-ping "));
 }
+
+#[test]
+fn a_signal_still_prints_the_summary() {
+    let args = ["-i", "0.05", "-F", "-q", "-T", "20", "-p", "46110"];
+    let mut with_hosts: Vec<&str> = args.to_vec();
+    with_hosts.extend(["127.0.0.29", "127.0.0.30"]);
+    let a = Running::spawn(PING, &with_hosts);
+    let b = Running::spawn(PING, &with_hosts);
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    for r in [&a, &b] {
+        let pid = r
+            .child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+    for r in [a, b] {
+        let (out, exited) = r.finish(Duration::from_secs(5));
+        assert!(exited, "SIGTERM must end the run");
+        let stdout = text(&out.stdout);
+        let s = summaries(&stdout);
+        assert_eq!(s.len(), 1, "{stdout}");
+        assert!(s[0].xmt > 5, "{stdout}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
