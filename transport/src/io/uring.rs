@@ -98,6 +98,9 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
+        if self.entries.is_null() {
+            return; // the placeholder left behind when a poisoned ring leaked the real one
+        }
         // SAFETY: allocated in `new` with exactly this layout; the owning UringIo drops the ring
         // (or leaks this BufRing) before this runs.
         unsafe { alloc::dealloc(self.entries.cast(), self.layout) };
