@@ -25,6 +25,7 @@ use totem_core::time::MonoTime;
 use totem_core::totem::{self, ConfKind, Order, Srp, SubmitError, MAX_MESSAGE_BYTES};
 use totem_transport::linkset::{Dest as LinkDest, Event as LinkEvent, LinkSet, SendError};
 
+use super::qdevice::QdeviceLink;
 use super::ringseq::RingSeqFile;
 use super::status::{self, StaticInfo};
 use crate::control::{ClientId, ControlHandle, ToCore};
@@ -102,6 +103,8 @@ pub struct Core {
     next_watchdog: Instant,
     reloader: Reloader,
     send_full: u64,
+    /// The quorum device client thread, when `quorum.device` is configured.
+    qdevice: Option<QdeviceLink>,
 }
 
 impl std::fmt::Debug for Core {
@@ -138,6 +141,8 @@ pub struct CoreParts {
     pub info: StaticInfo,
     /// Reload hook.
     pub reloader: Reloader,
+    /// The quorum device client thread, when `quorum.device` is configured.
+    pub qdevice: Option<QdeviceLink>,
 }
 
 impl Core {
@@ -171,6 +176,7 @@ impl Core {
             next_watchdog: Instant::now(),
             reloader: parts.reloader,
             send_full: 0,
+            qdevice: parts.qdevice,
         })
     }
 
@@ -193,6 +199,9 @@ impl Core {
             let now = self.now();
             self.drain_links(now);
             self.drain_control(now);
+            if let Some(device) = self.qdevice.as_mut() {
+                device.apply(now, &mut self.quorum);
+            }
             self.srp.handle_timeout(now);
             self.quorum.handle_timeout(now);
             self.drain_actions(now);
@@ -659,6 +668,9 @@ impl Core {
                     seq: change.ring_id.seq,
                 };
                 self.quorum.handle_membership(now, ring, &change.members);
+                if let Some(device) = &self.qdevice {
+                    device.membership(ring, &change.members);
+                }
                 let gone = self.groups.apply_configuration(&change.members);
                 self.announce(change.ring_id, gone);
                 // Tell the others which processes live here (see crate::cpg).
@@ -693,6 +705,9 @@ impl Core {
                 members,
                 ring_id,
             } => {
+                if let Some(device) = &self.qdevice {
+                    device.quorate(quorate);
+                }
                 tracing::info!("[QUORUM] Members[{}]: {}", members.len(), ids(&members));
                 if self.last_quorate != Some(quorate) {
                     if quorate {

@@ -13,6 +13,7 @@
 
 pub mod build;
 pub mod core;
+pub mod qdevice;
 pub mod ringseq;
 pub mod status;
 
@@ -181,6 +182,15 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
     let flags = Arc::new(Flags::default());
     spawn_signal_thread(Arc::clone(&flags), Arc::clone(&waker))?;
 
+    let qdevice = match qdevice::QdeviceSettings::from_config(&loaded, me)
+        .map_err(|e| other("quorum device", e))?
+    {
+        Some(settings) => Some(
+            qdevice::QdeviceLink::start(settings, Arc::clone(&waker))
+                .map_err(|e| other("quorum device", e))?,
+        ),
+        None => None,
+    };
     let info = static_info(&loaded, me);
     let reloader = make_reloader(opts.config.clone(), loaded, me);
     let core = Core::new(CoreParts {
@@ -196,6 +206,7 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
         ringseq,
         info,
         reloader,
+        qdevice,
     })
     .map_err(|e| other("core", e))?;
     let result = core.run().map_err(|e| other("core thread", e));

@@ -530,29 +530,43 @@ mod tests {
 
     #[test]
     fn unsupported_settings_are_refused_with_the_reason() {
-        let cases = [
-            (" device {\n  model: disk\n }\n", "model"),
-            (" device {\n  model: net\n }\n", "no quorum.device.net"),
+        // The config layer refuses some of these already; the device layer checks on its own.
+        type Spoil = fn(&mut crate::config::model::Qdevice);
+        let cases: [(Spoil, &str); 6] = [
+            (|d| d.model = Some("disk".into()), "model"),
+            (|d| d.net = None, "no quorum.device.net"),
+            (|d| d.net.iter_mut().for_each(|n| n.host = None), "host"),
             (
-                " device {\n  model: net\n  net {\n   port: 1\n  }\n }\n",
-                "host",
-            ),
-            (
-                " device {\n  model: net\n  net {\n   host: h\n   algorithm: test\n  }\n }\n",
+                |d| {
+                    d.net
+                        .iter_mut()
+                        .for_each(|n| n.algorithm = Some("test".into()))
+                },
                 "algorithm",
             ),
             (
-                " device {\n  model: net\n  net {\n   host: h\n   tie_breaker: middle\n  }\n }\n",
+                |d| {
+                    d.net
+                        .iter_mut()
+                        .for_each(|n| n.tie_breaker = Some("middle".into()))
+                },
                 "tie_breaker",
             ),
             (
-                " device {\n  model: net\n  net {\n   host: h\n   tls: required\n  }\n }\n",
+                |d| {
+                    d.net
+                        .iter_mut()
+                        .for_each(|n| n.tls = Some("required".into()))
+                },
                 "tls",
             ),
         ];
-        for (quorum, want) in cases {
-            let err = QdeviceSettings::from_config(&load(quorum), 1).unwrap_err();
-            assert!(err.to_string().contains(want), "{quorum}: {err}");
+        for (spoil, want) in cases {
+            let mut loaded = load(" device {\n  model: net\n  net {\n   host: h\n  }\n }\n");
+            let device = loaded.config.quorum.device.as_mut().expect("device");
+            spoil(device);
+            let err = QdeviceSettings::from_config(&loaded, 1).unwrap_err();
+            assert!(err.to_string().contains(want), "{want}: {err}");
         }
     }
 }
