@@ -494,7 +494,10 @@ mod tests {
 
     #[test]
     fn no_device_means_no_thread() {
-        assert_eq!(QdeviceSettings::from_config(&load(""), 1).unwrap(), None);
+        assert_eq!(
+            QdeviceSettings::from_config(&load(""), 1).expect("settings accepted"),
+            None
+        );
     }
 
     #[test]
@@ -503,7 +506,7 @@ mod tests {
             " device {\n  model: net\n  votes: 1\n  timeout: 2000\n  net {\n   host: 127.0.0.9\n   port: 5999\n   algorithm: lms\n   tie_breaker: 2\n   tls: off\n  }\n }\n",
         );
         let s = QdeviceSettings::from_config(&loaded, 2)
-            .unwrap()
+            .expect("settings accepted")
             .expect("device");
         assert_eq!(s.host, "127.0.0.9");
         assert_eq!(s.port, 5999);
@@ -520,7 +523,7 @@ mod tests {
     fn defaults_are_corosync_qdevice_defaults() {
         let loaded = load(" device {\n  model: net\n  net {\n   host: qnetd.example\n  }\n }\n");
         let s = QdeviceSettings::from_config(&loaded, 1)
-            .unwrap()
+            .expect("settings accepted")
             .expect("device");
         assert_eq!(s.port, 5403);
         assert_eq!(s.client.algorithm, DecisionAlgorithm::Ffsplit);
@@ -565,7 +568,7 @@ mod tests {
             let mut loaded = load(" device {\n  model: net\n  net {\n   host: h\n  }\n }\n");
             let device = loaded.config.quorum.device.as_mut().expect("device");
             spoil(device);
-            let err = QdeviceSettings::from_config(&loaded, 1).unwrap_err();
+            let err = QdeviceSettings::from_config(&loaded, 1).expect_err("settings refused");
             assert!(err.to_string().contains(want), "{want}: {err}");
         }
     }
