@@ -22,6 +22,9 @@ pub type Log = (u32, u32, Vec<Entry>);
 
 type RingKey = (u32, u64);
 
+/// Per ring: the messages a log delivered in it and the ring it moved to next, if any.
+type RingMap = BTreeMap<RingKey, (Vec<MsgId>, Option<RingKey>)>;
+
 fn key(r: &RingId) -> RingKey {
     (r.rep, r.seq)
 }
@@ -45,9 +48,9 @@ fn segments(entries: &[Entry]) -> Vec<(RingKey, Vec<MsgId>)> {
 }
 
 /// Per log: ring → (messages delivered in it, the ring that followed it, if any).
-fn rings(entries: &[Entry]) -> Result<BTreeMap<RingKey, (Vec<MsgId>, Option<RingKey>)>, String> {
+fn rings(entries: &[Entry]) -> Result<RingMap, String> {
     let segs = segments(entries);
-    let mut out: BTreeMap<RingKey, (Vec<MsgId>, Option<RingKey>)> = BTreeMap::new();
+    let mut out = RingMap::new();
     for (i, (ring, msgs)) in segs.iter().enumerate() {
         let slot = out.entry(*ring).or_default();
         if !slot.0.is_empty() && !msgs.is_empty() && slot.1.is_some() {

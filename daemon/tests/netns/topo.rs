@@ -117,8 +117,8 @@ impl Topology {
     }
 
     fn write_config(&self) {
-        let mut text = format!(
-            "totem {{\n  version: 2\n  cluster_name: netns\n  config_version: 1\n  ip_version: ipv4\n  secauth: on\n  crypto_cipher: aes256\n  crypto_hash: sha256\n"
+        let mut text = String::from(
+            "totem {\n  version: 2\n  cluster_name: netns\n  config_version: 1\n  ip_version: ipv4\n  secauth: on\n  crypto_cipher: aes256\n  crypto_hash: sha256\n",
         );
         if let Some(token) = self.timers.token_ms {
             text.push_str(&format!("  token: {token}\n"));
