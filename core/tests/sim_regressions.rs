@@ -82,14 +82,12 @@ fn check_crash_figure(nodes: u32, victim: u32) {
 // expiry treats a peer whose join predates the new failed set as non-agreeing at once instead of
 // restarting consensus. Replay: `totem-sim --figures`, or this test with a trace.
 #[test]
-#[ignore = "totem: a survivor fails its live peer right after consensus expiry (one extra merge round)"]
 fn crash_of_one_of_three_reforms_within_token_plus_consensus() {
     check_crash_figure(3, 3);
 }
 
 // Same shape with 5 nodes: 16719 ms, formula 10890 ms.
 #[test]
-#[ignore = "totem: a survivor fails its live peer right after consensus expiry (one extra merge round)"]
 fn crash_of_one_of_five_reforms_within_token_plus_consensus() {
     check_crash_figure(5, 5);
 }
@@ -97,7 +95,6 @@ fn crash_of_one_of_five_reforms_within_token_plus_consensus() {
 // 16 nodes: at consensus expiry (+24.7 s) the survivors shatter into [1, 11], [2, 3, 8, 9, 15]
 // and singletons, and merge detect joins them at +26986 ms (formula 26620 ms).
 #[test]
-#[ignore = "totem: survivors split into several rings at consensus expiry after a crash"]
 fn crash_of_one_of_sixteen_reforms_within_token_plus_consensus() {
     check_crash_figure(16, 16);
 }
