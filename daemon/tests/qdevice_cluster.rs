@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use totem_client::proto::QuorumStatus;
+use totem_client::proto::{QuorumFlags, QuorumStatus};
 use totem_client::Client;
 
 /// Nodes of the cluster under test.
@@ -318,11 +318,20 @@ fn members(s: &QuorumStatus) -> Vec<u32> {
     ids
 }
 
+/// What `pvecm status` shows for a voting device: the `Qdevice` row with 1 vote, `Qdevice` on
+/// the Flags line, and the local node's Qdevice column `A,V` (alive, casting its vote).
 fn device_registered(s: &QuorumStatus) -> bool {
+    let local_alive_and_voting = s.membership.nodes.iter().any(|n| {
+        n.local
+            && n.qdevice_flags.contains(QuorumFlags::QDEVICE_ALIVE)
+            && n.qdevice_flags.contains(QuorumFlags::QDEVICE_CAST_VOTE)
+    });
     s.membership
         .qdevice
         .as_ref()
         .is_some_and(|d| d.name == "Qdevice" && d.votes == 1)
+        && s.flags.contains(QuorumFlags::QDEVICE_REGISTERED)
+        && local_alive_and_voting
 }
 
 /// Both up → quorate with the device's vote; SIGKILL node 2 → node 1 quorate with it. Returns
