@@ -758,6 +758,9 @@ impl Core {
                 return Err(e);
             }
         };
+        if let Some(device) = &self.qdevice {
+            device.config(&reloaded.info);
+        }
         self.info = reloaded.info;
         if let Some(votes) = reloaded.local_votes {
             if let Err(e) = self.quorum.set_votes(self.me, votes) {

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The core calls [`QdeviceLink::membership`] on every regular configuration,
-//! [`QdeviceLink::quorate`] on every quorum change, and [`QdeviceLink::apply`] on every wake-up
+//! [`QdeviceLink::quorate`] on every quorum change, [`QdeviceLink::config`] after a reload, and [`QdeviceLink::apply`] on every wake-up
 //! (turning the thread's polls into `Votequorum::qdevice_poll`). As corosync-qdevice does, the
 //! device registers with votequorum when it starts, whether qnetd is reachable or not, and polls
 //! `cast_vote: false` while it has no connection, so `pvecm status` shows it alive but not voting.
@@ -33,6 +33,7 @@ use totem_core::quorum::{self, Votequorum};
 use totem_core::time::MonoTime;
 use totem_core::NodeId;
 
+use super::status::StaticInfo;
 use crate::config::Loaded;
 
 /// Name the device registers under in votequorum (corosync-qdevice registers as `Qdevice`).
@@ -156,6 +157,10 @@ enum ToDevice {
         members: Vec<NodeId>,
     },
     Quorate(bool),
+    Config {
+        nodes: Vec<NodeId>,
+        config_version: Option<u64>,
+    },
     Stop,
 }
 
@@ -226,6 +231,14 @@ impl QdeviceLink {
     /// votequorum's quorate state (sent on every quorum change; the thread forwards changes).
     pub fn quorate(&self, quorate: bool) {
         let _ = self.to_device.send(ToDevice::Quorate(quorate));
+    }
+
+    /// The configuration was reloaded: report the (possibly changed) nodelist to qnetd.
+    pub fn config(&self, info: &StaticInfo) {
+        let _ = self.to_device.send(ToDevice::Config {
+            nodes: info.nodes.keys().copied().collect(),
+            config_version: info.cluster.config_version,
+        });
     }
 
     /// Applies what the thread asked for to votequorum; the caller then drains votequorum's
@@ -391,6 +404,20 @@ impl Worker {
                         self.view.quorate = quorate;
                         if let Some(c) = client.as_deref_mut() {
                             c.set_quorum(quorate);
+                        }
+                    }
+                }
+                Ok(ToDevice::Config {
+                    nodes,
+                    config_version,
+                }) => {
+                    let changed = self.view.config_nodes != nodes
+                        || self.view.config_version != config_version;
+                    if changed {
+                        self.view.config_nodes.clone_from(&nodes);
+                        self.view.config_version = config_version;
+                        if let Some(c) = client.as_deref_mut() {
+                            c.set_config(&nodes, config_version);
                         }
                     }
                 }
@@ -571,5 +598,69 @@ mod tests {
             let err = QdeviceSettings::from_config(&loaded, 1).expect_err("settings refused");
             assert!(err.to_string().contains(want), "{want}: {err}");
         }
+    }
+
+    #[test]
+    fn core_messages_update_the_view_reported_at_the_next_connection() {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let (to_device, from_core) = crossbeam_channel::unbounded();
+        let (to_core, from_device) = crossbeam_channel::unbounded();
+        let loaded = load(" device {\n  model: net\n  net {\n   host: h\n  }\n }\n");
+        let settings = QdeviceSettings::from_config(&loaded, 1)
+            .expect("settings accepted")
+            .expect("device");
+        let mut worker = Worker {
+            view: ClusterView {
+                config_nodes: vec![1, 2],
+                config_version: Some(4),
+                ring_id: RingId { node_id: 1, seq: 0 },
+                members: vec![1],
+                quorate: false,
+            },
+            settings,
+            from_core,
+            to_core,
+            waker,
+            epoch: Instant::now(),
+            stopped: false,
+        };
+        let ring = RingId { node_id: 1, seq: 8 };
+        for msg in [
+            ToDevice::Membership {
+                ring_id: ring,
+                members: vec![1, 2],
+            },
+            ToDevice::Quorate(true),
+            ToDevice::Config {
+                nodes: vec![1, 2, 3],
+                config_version: Some(5),
+            },
+        ] {
+            to_device.send(msg).expect("send");
+        }
+        worker.take_core_messages(None);
+        assert_eq!(worker.view.ring_id, ring);
+        assert_eq!(worker.view.members, vec![1, 2]);
+        assert!(worker.view.quorate);
+        assert_eq!(worker.view.config_nodes, vec![1, 2, 3]);
+        assert_eq!(worker.view.config_version, Some(5));
+        assert!(!worker.stopped);
+
+        // Disconnected: the device stays registered and polls "no vote" for the current ring.
+        worker.tell_core(FromDevice::Register);
+        worker.wait_disconnected(Duration::from_millis(1));
+        assert_eq!(from_device.try_recv(), Ok(FromDevice::Register));
+        assert_eq!(
+            from_device.try_recv(),
+            Ok(FromDevice::Poll {
+                ring_id: ring,
+                cast_vote: false
+            })
+        );
+
+        to_device.send(ToDevice::Stop).expect("send");
+        worker.take_core_messages(None);
+        assert!(worker.stopped);
     }
 }
