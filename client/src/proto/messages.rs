@@ -127,6 +127,58 @@ pub enum Request {
         /// Message, at most [`MAX_MULTICAST_PAYLOAD_BYTES`].
         payload: Vec<u8>,
     },
+    /// Change corosync.conf cluster-wide: the daemon edits its file, raises `config_version`
+    /// and commits the new text through the ring; the answer ([`Response::ConfigCommitted`])
+    /// comes once the local daemon has written and applied it.
+    ChangeConfig(ConfigChange),
+}
+
+/// A cluster-wide configuration change ([`Request::ChangeConfig`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigChange {
+    /// Add a node to the nodelist (`pvecm addnode`, and the join endpoint for `pvecm add`).
+    AddNode {
+        /// The node's name.
+        name: String,
+        /// Its node id; `None`: the smallest unused id ≥ 1.
+        nodeid: Option<NodeId>,
+        /// Its `quorum_votes`; `None`: 1.
+        votes: Option<u32>,
+        /// Its address on each link, `(link number, address)`; must name the cluster's links.
+        links: Vec<(u8, String)>,
+        /// Replace an existing entry of the same name instead of refusing it.
+        force: bool,
+    },
+    /// Remove a node by name, node id or address (`pvecm delnode`).
+    DelNode {
+        /// Name, decimal node id or a `ringN_addr` value.
+        node: String,
+    },
+    /// Write `quorum.device` for a qnetd arbiter (`pvecm qdevice setup`).
+    QdeviceSetup {
+        /// The arbiter's host.
+        host: String,
+        /// Accept an odd node count (lms) and replace an existing device.
+        force: bool,
+    },
+    /// Remove `quorum.device` (`pvecm qdevice remove`).
+    QdeviceRemove,
+    /// Replace the whole file with `text` (its `config_version` must be higher).
+    Replace {
+        /// The new corosync.conf.
+        text: String,
+    },
+}
+
+/// Answer to [`Request::ChangeConfig`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigCommitted {
+    /// The committed `totem.config_version`.
+    pub config_version: u64,
+    /// The node id given to an added node.
+    pub nodeid: Option<NodeId>,
+    /// The committed corosync.conf.
+    pub text: String,
 }
 
 impl Request {
@@ -147,6 +199,8 @@ pub enum Response {
     Links(LinksStatus),
     /// The request was carried out (set, reload, join, leave, multicast queued).
     Done,
+    /// Answer to [`Request::ChangeConfig`].
+    ConfigCommitted(ConfigCommitted),
 }
 
 /// Why the daemon refused a request.

@@ -30,9 +30,9 @@ pub use frame::{
     FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use messages::{
-    ClientMessage, DaemonMessage, Delivery, ErrorReply, Event, GroupMember, GroupMembershipChange,
-    GroupName, GroupNameError, LeaveReason, LeftMember, Ordering, QuorumChange, Request, Response,
-    MAX_GROUP_NAME_BYTES, MAX_MULTICAST_PAYLOAD_BYTES,
+    ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery, ErrorReply, Event,
+    GroupMember, GroupMembershipChange, GroupName, GroupNameError, LeaveReason, LeftMember,
+    Ordering, QuorumChange, Request, Response, MAX_GROUP_NAME_BYTES, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 pub use status::{
     ClusterInfo, LinkMode, LinksStatus, LocalLink, MemberNode, Membership, NodeId, NodeLinks,

@@ -225,7 +225,7 @@ fn handle(shared: &mut Shared, id: u32, message: ClientMessage) {
             };
             send(shared, id, &reply(request_id, result));
         }
-        Request::SetVotes { .. } | Request::ReloadConfig => {
+        Request::SetVotes { .. } | Request::ReloadConfig | Request::ChangeConfig(_) => {
             send(shared, id, &reply(request_id, Ok(Response::Done)));
         }
         Request::JoinGroup { group } => {

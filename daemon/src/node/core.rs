@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,18 +17,20 @@ use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use totem_client::proto::{
-    ClientMessage, DaemonMessage, Delivery as ClientDelivery, ErrorReply, Event as ClientEvent,
-    GroupMember, GroupMembershipChange, GroupName, LeaveReason, LeftMember,
-    Ordering as ClientOrder, QuorumChange, Request, Response, RingId as ClientRingId,
+    ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery as ClientDelivery,
+    ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, LeaveReason,
+    LeftMember, Ordering as ClientOrder, QuorumChange, Request, Response, RingId as ClientRingId,
 };
 use totem_core::quorum::{self, Votequorum};
 use totem_core::time::MonoTime;
 use totem_core::totem::{self, ConfKind, Order, Srp, SubmitError, MAX_MESSAGE_BYTES};
 use totem_transport::linkset::{Dest as LinkDest, Event as LinkEvent, LinkSet, SendError};
 
+use super::confchange;
 use super::qdevice::QdeviceLink;
 use super::ringseq::RingSeqFile;
 use super::status::{self, StaticInfo};
+use crate::config::{self, SystemResolver};
 use crate::control::{ClientId, ControlHandle, ToCore};
 use crate::cpg::{self, CpgMsg, GroupChange, ProcessGroups, Reason};
 use crate::notify;
@@ -103,8 +106,20 @@ pub struct Core {
     next_watchdog: Instant,
     reloader: Reloader,
     send_full: u64,
+    config_path: PathBuf,
     /// The quorum device client thread, when `quorum.device` is configured.
     qdevice: Option<QdeviceLink>,
+    /// Configuration commits this node proposed, by commit id: who to answer once delivered.
+    pending_commits: BTreeMap<u64, PendingCommit>,
+    next_commit: u64,
+}
+
+/// A client waiting for its configuration change to come back through the ring.
+#[derive(Debug)]
+struct PendingCommit {
+    client: ClientId,
+    request_id: u32,
+    nodeid: Option<u32>,
 }
 
 impl std::fmt::Debug for Core {
@@ -141,6 +156,8 @@ pub struct CoreParts {
     pub info: StaticInfo,
     /// Reload hook.
     pub reloader: Reloader,
+    /// corosync.conf: configuration commits are written here, then reloaded.
+    pub config_path: PathBuf,
     /// The quorum device client thread, when `quorum.device` is configured.
     pub qdevice: Option<QdeviceLink>,
 }
@@ -176,7 +193,10 @@ impl Core {
             next_watchdog: Instant::now(),
             reloader: parts.reloader,
             send_full: 0,
+            config_path: parts.config_path,
             qdevice: parts.qdevice,
+            pending_commits: BTreeMap::new(),
+            next_commit: 0,
         })
     }
 
@@ -279,6 +299,19 @@ impl Core {
                 ToCore::Request { client, creds, msg } => {
                     self.sessions.entry(client).or_default().pid = creds.pid;
                     let request_id = msg.request_id;
+                    if let Request::ChangeConfig(change) = msg.request {
+                        if let Err(e) = self.propose(now, client, request_id, &change) {
+                            self.control.send(
+                                client,
+                                DaemonMessage::Reply {
+                                    request_id,
+                                    result: Err(e),
+                                },
+                            );
+                        }
+                        self.drain_actions(now);
+                        continue;
+                    }
                     let result = self.handle_request(now, client, msg);
                     self.control
                         .send(client, DaemonMessage::Reply { request_id, result });
@@ -326,6 +359,9 @@ impl Core {
                 .reload()
                 .map(|()| Response::Done)
                 .map_err(|detail| ErrorReply::Failed { detail }),
+            Request::ChangeConfig(_) => Err(ErrorReply::BadRequest {
+                detail: "configuration changes are answered once committed".into(),
+            }),
             Request::JoinGroup { group } => self.join_group(now, client, group),
             Request::LeaveGroup { group } => self.leave_group(now, client, group),
             Request::Multicast {
@@ -565,12 +601,7 @@ impl Core {
                     tracing::warn!("votequorum message from node {}: {e}", d.sender);
                 }
             }
-            Service::Configuration => {
-                tracing::warn!(
-                    "configuration commit from node {} ignored: not supported by this version",
-                    d.sender
-                );
-            }
+            Service::Configuration => self.on_commit(d.sender, body),
         }
         let _ = now;
     }
@@ -776,6 +807,123 @@ impl Core {
         let now = self.now();
         self.drain_actions(now);
         Ok(())
+    }
+}
+
+impl Core {
+    /// Checks a configuration change against the file, and sends the new text through the ring;
+    /// the client is answered when it is delivered back here ([`Core::on_commit`]).
+    fn propose(
+        &mut self,
+        now: MonoTime,
+        client: ClientId,
+        request_id: u32,
+        change: &ConfigChange,
+    ) -> Result<(), ErrorReply> {
+        if !self.quorum.is_quorate() {
+            // pmxcfs refuses writes without quorum; `pvecm expected` is the documented way out.
+            return Err(ErrorReply::Failed {
+                detail: "cluster not ready - no quorum? (set `pvecm expected` to the number of \
+                         nodes present to write the configuration)"
+                    .into(),
+            });
+        }
+        let running = config::load_file(&self.config_path, &SystemResolver).map_err(|e| {
+            ErrorReply::Failed {
+                detail: format!("{}: {e}", self.config_path.display()),
+            }
+        })?;
+        let edited = confchange::edit(&running, change, self.me, &SystemResolver)
+            .map_err(|detail| ErrorReply::InvalidParam { detail })?;
+        let commit_id = (u64::from(self.me) << 32) | (self.next_commit & 0xffff_ffff);
+        self.next_commit = self.next_commit.wrapping_add(1);
+        let body = confchange::encode_commit(commit_id, &edited.text);
+        if body.len() + 1 > MAX_MESSAGE_BYTES {
+            return Err(ErrorReply::InvalidParam {
+                detail: format!("configuration of {} bytes is too large", body.len()),
+            });
+        }
+        self.pending_commits.insert(
+            commit_id,
+            PendingCommit {
+                client,
+                request_id,
+                nodeid: edited.nodeid,
+            },
+        );
+        tracing::info!(
+            "[CFG   ] committing config_version {} through the ring",
+            edited.config_version
+        );
+        self.submit_internal(now, service::wrap(Service::Configuration, &body));
+        Ok(())
+    }
+
+    /// A configuration commit delivered in the ring's total order: every member writes the same
+    /// file and reloads it; the proposer answers its client.
+    fn on_commit(&mut self, sender: u32, body: &[u8]) {
+        let (commit_id, text) = match confchange::decode_commit(body) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!("[CFG   ] configuration commit from node {sender}: {e}");
+                return;
+            }
+        };
+        let pending = if sender == self.me {
+            self.pending_commits.remove(&commit_id)
+        } else {
+            None
+        };
+        let result = self.apply_commit(sender, text);
+        if let Some(p) = pending {
+            let result = result
+                .map(|config_version| {
+                    Response::ConfigCommitted(ConfigCommitted {
+                        config_version,
+                        nodeid: p.nodeid,
+                        text: text.to_owned(),
+                    })
+                })
+                .map_err(|detail| ErrorReply::Failed { detail });
+            self.control.send(
+                p.client,
+                DaemonMessage::Reply {
+                    request_id: p.request_id,
+                    result,
+                },
+            );
+        }
+    }
+
+    fn apply_commit(&mut self, sender: u32, text: &str) -> Result<u64, String> {
+        let loaded = config::load_str(text, &SystemResolver).map_err(|e| {
+            let why = format!("configuration from node {sender} refused: {e}");
+            tracing::error!("[CFG   ] {why}");
+            why
+        })?;
+        let version = loaded.config.totem.config_version;
+        let running = self.info.cluster.config_version.unwrap_or(0);
+        if version <= running {
+            let why = format!(
+                "config_version {version} is not higher than the running {running} (another \
+                 change was committed first; retry)"
+            );
+            tracing::warn!("[CFG   ] configuration from node {sender} refused: {why}");
+            return Err(why);
+        }
+        if !loaded.nodes.iter().any(|n| n.nodeid == self.me) {
+            tracing::error!(
+                "[CFG   ] this node ({}) was removed from the cluster (config_version {version}); \
+                 leaving the ring, the local configuration is kept as it was",
+                self.me
+            );
+            self.flags.stop.store(true, Ordering::SeqCst);
+            return Err("this node was removed from the cluster".into());
+        }
+        config::write_atomic(&self.config_path, text.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", self.config_path.display()))?;
+        self.reload()?;
+        Ok(version)
     }
 }
 

@@ -12,7 +12,9 @@
 //! ```
 
 pub mod build;
+pub mod confchange;
 pub mod core;
+pub mod join;
 pub mod qdevice;
 pub mod ringseq;
 pub mod status;
@@ -182,6 +184,23 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
     let flags = Arc::new(Flags::default());
     spawn_signal_thread(Arc::clone(&flags), Arc::clone(&waker))?;
 
+    if let Some(link) = local.links.iter().min_by_key(|l| l.link) {
+        let endpoint = join::JoinEndpoint {
+            secret_file: opts
+                .config
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(totem_client::join::SECRET_FILE_NAME),
+            authkey: opts.authkey.clone(),
+            socket: opts.socket.clone(),
+        };
+        let addr = SocketAddr::new(link.addr.ip(), totem_client::join::join_port());
+        if let Err(e) = endpoint.spawn(addr) {
+            // The cluster runs without it; only `pvecm add` against this node is impossible.
+            tracing::warn!("[JOIN  ] join endpoint on {addr} not started: {e}");
+        }
+    }
+
     let qdevice = match qdevice::QdeviceSettings::from_config(&loaded, me)
         .map_err(|e| other("quorum device", e))?
     {
@@ -206,6 +225,7 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
         ringseq,
         info,
         reloader,
+        config_path: opts.config.clone(),
         qdevice,
     })
     .map_err(|e| other("core", e))?;
@@ -361,10 +381,16 @@ fn make_reloader(path: PathBuf, running: Loaded, me: u32) -> core::Reloader {
         let local_votes = (votes_of(&new) != votes_of(&running))
             .then(|| votes_of(&new))
             .flatten();
-        let expected_votes = (new.config.quorum.expected_votes
-            != running.config.quorum.expected_votes)
-            .then_some(new.config.quorum.expected_votes)
-            .flatten();
+        // An explicit quorum.expected_votes wins; otherwise it follows the nodelist's votes,
+        // which `pvecm add`/`delnode` change (votequorum.5: computed from the nodelist).
+        let expected_of = |l: &Loaded| {
+            l.config
+                .quorum
+                .expected_votes
+                .unwrap_or_else(|| l.nodes.iter().map(|n| n.quorum_votes).sum())
+        };
+        let expected_votes =
+            (expected_of(&new) != expected_of(&running)).then(|| expected_of(&new));
         let info = static_info(&new, me);
         if changes.is_empty() {
             changes.push("no link changes".into());

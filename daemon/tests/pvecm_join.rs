@@ -1,0 +1,357 @@
+//! pvecm against real daemons on 127.0.0.1/2/3: `create` + `add` + `add` builds a three-node
+//! cluster through the secret-authenticated join endpoint (every member ends with the same file,
+//! committed through the ring); the join refusals (wrong secret, duplicate name, address and node
+//! id, link set mismatch, existing cluster state); `expected` with corosync's validation;
+//! `qdevice setup|remove`; `addnode`; `delnode` (not myself; the deleted node stays out when it
+//! comes back with its old config); writing the configuration without quorum after
+//! `pvecm expected 1`. Each phase waits for a state with a generous deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use totem_client::proto::QuorumStatus;
+use totem_client::Client;
+
+/// Deadline for a membership or quorum state (the protocol's timers are seconds).
+const STATE_DEADLINE: Duration = Duration::from_secs(40);
+
+/// `pvecm`, built next to `totemd` when the workspace did not build it yet.
+fn pvecm_binary() -> PathBuf {
+    let totemd = PathBuf::from(env!("CARGO_BIN_EXE_totemd"));
+    let dir = totemd.parent().expect("target dir").to_owned();
+    let pvecm = dir.join("pvecm");
+    let target_dir = dir.parent().expect("target root");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "totem-client", "--bin", "pvecm"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .expect("cargo build pvecm");
+    assert!(status.success(), "building pvecm failed");
+    assert!(pvecm.exists(), "{} missing", pvecm.display());
+    pvecm
+}
+
+struct Node {
+    name: String,
+    root: PathBuf,
+}
+
+impl Node {
+    fn config_dir(&self) -> PathBuf {
+        self.root.join("etc")
+    }
+    fn config(&self) -> String {
+        std::fs::read_to_string(self.config_dir().join("corosync.conf")).unwrap_or_default()
+    }
+    fn socket(&self) -> PathBuf {
+        self.root.join("totemd.sock")
+    }
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.root.join("state/totemd.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+    fn status(&self) -> Option<QuorumStatus> {
+        Client::connect(self.socket())
+            .and_then(|mut c| c.status())
+            .ok()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    pvecm: PathBuf,
+    join_port: u16,
+    link_port: u16,
+    nodes: Vec<Node>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Ports unique to this run (cluster.rs uses 21000.., this test 29000..).
+        let base = 29_000 + u16::try_from(std::process::id() % 3000).unwrap_or(0) * 2;
+        let nodes = (1..=3)
+            .map(|i| {
+                let root = dir.path().join(format!("n{i}"));
+                std::fs::create_dir_all(&root).expect("node dir");
+                Node {
+                    name: format!("n{i}"),
+                    root,
+                }
+            })
+            .collect();
+        Harness {
+            _dir: dir,
+            pvecm: pvecm_binary(),
+            join_port: base + 1,
+            link_port: base,
+            nodes,
+        }
+    }
+
+    fn pvecm(&self, node: usize, args: &[&str], secret: Option<&str>) -> Output {
+        let n = &self.nodes[node];
+        let mut cmd = Command::new(&self.pvecm);
+        cmd.args(args)
+            .env("TOTEMD_CONFIG_DIR", n.config_dir())
+            .env("TOTEMD_STATE_DIR", n.root.join("state"))
+            .env("TOTEMD_SOCKET", n.socket())
+            .env("TOTEMD_NODE_NAME", &n.name)
+            .env("TOTEMD_BIN", env!("CARGO_BIN_EXE_totemd"))
+            .env("TOTEMD_JOIN_PORT", self.join_port.to_string())
+            .env("TOTEMD_LINK_PORT_BASE", self.link_port.to_string())
+            .env("RUST_LOG", "info");
+        match secret {
+            Some(s) => cmd.env("TOTEMD_JOIN_SECRET", s),
+            None => cmd.env_remove("TOTEMD_JOIN_SECRET"),
+        };
+        cmd.output().expect("run pvecm")
+    }
+
+    fn ok(&self, node: usize, args: &[&str], secret: Option<&str>) -> String {
+        let out = self.pvecm(node, args, secret);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "pvecm {args:?} on n{} failed: {}{}",
+            node + 1,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    fn refused(&self, node: usize, args: &[&str], secret: Option<&str>, why: &str) {
+        let out = self.pvecm(node, args, secret);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "pvecm {args:?} should fail");
+        assert!(
+            err.contains(why),
+            "pvecm {args:?}: expected {why:?} in {err:?}"
+        );
+    }
+
+    fn stop(&self, node: usize) {
+        if let Some(pid) = self.nodes[node].pid() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = Instant::now() + STATE_DEADLINE;
+            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+                // Reap if it is our grandchild's zombie: nothing to do, it is in its own group.
+                if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn wait_for(&self, node: usize, what: &str, check: impl Fn(&QuorumStatus) -> bool) {
+        let deadline = Instant::now() + STATE_DEADLINE;
+        loop {
+            if self.nodes[node].status().is_some_and(|s| check(&s)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{}: {what} not reached; last status {:?}",
+                node + 1,
+                self.nodes[node].status()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i);
+        }
+    }
+}
+
+fn field<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"))
+}
+
+#[test]
+fn pvecm_create_add_delnode_expected_qdevice() {
+    let h = Harness::new();
+
+    // create: files, a daemon, a join secret and the fingerprint.
+    let created = h.ok(0, &["create", "demo", "--link0", "127.0.0.1"], None);
+    let secret = field(&created, "Join secret:").to_owned();
+    let fingerprint = field(&created, "Fingerprint:").to_owned();
+    let conf1 = h.nodes[0].config();
+    assert!(conf1.contains("config_version: 1\n") && conf1.contains("token_coefficient: 125"));
+    h.wait_for(0, "quorate alone", |s| s.quorate);
+    h.refused(0, &["create", "demo"], None, "already exists");
+
+    // Refusals before anyone joined.
+    h.refused(
+        1,
+        &["add", "127.0.0.1", "--link0", "127.0.0.2"],
+        Some("0000-0000-0000-0000-0000-0000-0000-0000"),
+        "wrong join secret",
+    );
+    h.refused(
+        1,
+        &[
+            "add",
+            "127.0.0.1",
+            "--link0",
+            "127.0.0.2",
+            "--link1",
+            "127.0.1.2",
+        ],
+        Some(&secret),
+        "do not match the cluster's links (link0)",
+    );
+    h.refused(
+        1,
+        &["add", "127.0.0.1", "--link0", "127.0.0.1"],
+        Some(&secret),
+        "already used by node 'n1'",
+    );
+    h.refused(
+        1,
+        &["add", "127.0.0.1", "--link0", "127.0.0.2", "--nodeid", "1"],
+        Some(&secret),
+        "Node ID 1 already used by node 'n1'",
+    );
+
+    // add n2 (fingerprint checked), add n3.
+    let added = h.ok(
+        1,
+        &[
+            "add",
+            "127.0.0.1",
+            "--link0",
+            "127.0.0.2",
+            "--fingerprint",
+            &fingerprint,
+        ],
+        Some(&secret),
+    );
+    assert!(
+        added.contains("successfully added node 'n2' to cluster."),
+        "{added}"
+    );
+    h.refused(
+        1,
+        &["add", "127.0.0.1", "--link0", "127.0.0.2"],
+        Some(&secret),
+        "already holds cluster state",
+    );
+    let out = h.pvecm(
+        2,
+        &["add", "127.0.0.1", "--link0", "127.0.0.3"],
+        Some(&secret),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..3 {
+        h.wait_for(i, "3 nodes quorate", |s| {
+            s.quorate && s.membership.nodes.len() == 3
+        });
+    }
+    let conf = h.nodes[0].config();
+    assert!(conf.contains("config_version: 3\n"), "{conf}");
+    assert_eq!(h.nodes[1].config(), conf);
+    assert_eq!(h.nodes[2].config(), conf);
+    // A name already in the cluster is refused.
+    h.refused(
+        0,
+        &["addnode", "n2", "--link0", "127.0.0.9"],
+        None,
+        "already exists",
+    );
+
+    let status = h.ok(0, &["status"], None);
+    println!("pvecm status on n1 of the create + add + add cluster:\n{status}");
+    assert!(status.contains("Name:             demo"));
+    assert!(status.contains("Config Version:   3"));
+    assert!(status.contains("Nodes:            3"));
+    println!("{}", h.ok(0, &["nodes"], None));
+
+    // expected: corosync's validation.
+    h.refused(0, &["expected", "2"], None, "CS_ERR_INVALID_PARAM");
+    h.ok(0, &["expected", "3"], None);
+
+    // qdevice: odd node count needs --force and gets lms.
+    h.refused(
+        0,
+        &["qdevice", "setup", "127.0.0.9"],
+        None,
+        "odd node count",
+    );
+    h.ok(1, &["qdevice", "setup", "127.0.0.9", "--force"], None);
+    for n in &h.nodes {
+        assert!(n.config().contains("algorithm: lms"), "{}", n.config());
+    }
+    h.ok(2, &["qdevice", "remove"], None);
+    assert!(!h.nodes[0].config().contains("device"));
+
+    // delnode: not myself; n3 removed while down stays out when it comes back.
+    h.refused(
+        0,
+        &["delnode", "n1"],
+        None,
+        "Cannot delete myself from cluster!",
+    );
+    h.refused(0, &["delnode", "n9"], None, "is not a known host");
+    h.stop(2);
+    h.wait_for(0, "2 nodes", |s| s.membership.nodes.len() == 2);
+    h.ok(0, &["delnode", "n3"], None);
+    assert!(!h.nodes[1].config().contains("127.0.0.3"));
+    let old = h.nodes[2].config();
+    assert!(old.contains("127.0.0.3"), "n3 keeps its old file");
+    let mut restart = Command::new(env!("CARGO_BIN_EXE_totemd"))
+        .args(["-f", "-c"])
+        .arg(h.nodes[2].config_dir().join("corosync.conf"))
+        .arg("--authkey")
+        .arg(h.nodes[2].config_dir().join("authkey"))
+        .arg("--socket")
+        .arg(h.nodes[2].socket())
+        .arg("--state-dir")
+        .arg(h.nodes[2].root.join("state"))
+        .args(["--node", "n3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("restart n3");
+    std::fs::write(
+        h.nodes[2].root.join("state/totemd.pid"),
+        restart.id().to_string(),
+    )
+    .expect("pid");
+    std::thread::sleep(Duration::from_secs(5));
+    let s1 = h.nodes[0].status().expect("n1 status");
+    assert_eq!(
+        s1.membership.nodes.len(),
+        2,
+        "the deleted node got back in: {s1:?}"
+    );
+    h.stop(2);
+    let _ = restart.kill();
+    let _ = restart.wait();
+
+    // Without quorum the configuration cannot be written until `pvecm expected 1`.
+    h.stop(1);
+    h.wait_for(0, "not quorate", |s| !s.quorate);
+    h.refused(0, &["delnode", "n2"], None, "no quorum");
+    h.ok(0, &["expected", "1"], None);
+    h.wait_for(0, "quorate again", |s| s.quorate);
+    h.ok(0, &["delnode", "n2"], None);
+    assert!(!h.nodes[0].config().contains("127.0.0.2"));
+}
