@@ -68,10 +68,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    /// `slot` keeps the ports of the tests in this file apart (they run in parallel).
+    fn new(slot: u16) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Ports unique to this run (cluster.rs uses 21000.., this test 29000..).
-        let base = 29_000 + u16::try_from(std::process::id() % 3000).unwrap_or(0) * 2;
+        // Ports unique to this run (cluster.rs uses 21000.., these tests 29000..41000).
+        let base = 29_000 + u16::try_from(std::process::id() % 3000).unwrap_or(0) * 4 + slot * 2;
         let nodes = (1..=3)
             .map(|i| {
                 let root = dir.path().join(format!("n{i}"));
@@ -183,7 +184,7 @@ fn field<'a>(text: &'a str, label: &str) -> &'a str {
 
 #[test]
 fn pvecm_create_add_delnode_expected_qdevice() {
-    let h = Harness::new();
+    let h = Harness::new(0);
 
     // create: files, a daemon, a join secret and the fingerprint.
     let created = h.ok(0, &["create", "demo", "--link0", "127.0.0.1"], None);
@@ -354,4 +355,48 @@ fn pvecm_create_add_delnode_expected_qdevice() {
     h.wait_for(0, "quorate again", |s| s.quorate);
     h.ok(0, &["delnode", "n2"], None);
     assert!(!h.nodes[0].config().contains("127.0.0.2"));
+}
+
+/// The documented procedure "create a cluster with redundant links and priorities": a separate
+/// cluster network on link0, a second link with a higher priority, and a joiner that gives both.
+#[test]
+fn pvecm_redundant_links_with_priorities() {
+    let h = Harness::new(1);
+    let created = h.ok(
+        0,
+        &[
+            "create",
+            "redundant",
+            "--link0",
+            "127.0.0.1",
+            "--link1",
+            "address=127.0.1.1,priority=20",
+        ],
+        None,
+    );
+    let secret = field(&created, "Join secret:").to_owned();
+    let conf = h.nodes[0].config();
+    assert!(conf.contains("knet_link_priority: 20"), "{conf}");
+    assert!(conf.contains("ring1_addr: 127.0.1.1"), "{conf}");
+    h.ok(
+        1,
+        &[
+            "add",
+            "127.0.0.1",
+            "--link0",
+            "127.0.0.2",
+            "--link1",
+            "127.0.1.2",
+        ],
+        Some(&secret),
+    );
+    h.wait_for(0, "2 nodes quorate", |s| {
+        s.quorate && s.membership.nodes.len() == 2
+    });
+    assert_eq!(h.nodes[0].config(), h.nodes[1].config());
+    let links = h.ok(0, &["--output-format", "json", "links"], None);
+    assert!(
+        links.contains("127.0.1.2") || links.contains("\"link\":1"),
+        "{links}"
+    );
 }

@@ -397,8 +397,8 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 json,
                 &format!(
                     "quorum.device (model net, host {address}) written cluster-wide \
-                     (config_version {}); note: this totemd build does not run the qdevice \
-                     client yet, so the device casts no vote",
+                     (config_version {}); restart totemd on every node to start its qdevice \
+                     client (a live reload does not start it)",
                     done.config_version
                 ),
                 &done,
