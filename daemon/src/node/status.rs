@@ -111,7 +111,7 @@ pub fn links_status(info: &StaticInfo, table: &[PeerLinkStatus]) -> LinksStatus 
                     connected: s.connected,
                     active: s.active,
                     priority: s.priority,
-                    mtu: 0,
+                    mtu: s.data_mtu.and_then(|m| u32::try_from(m).ok()).unwrap_or(0),
                     rtt: (s.rtt.samples > 0).then(|| RttStats {
                         min_us: micros(s.rtt.min),
                         avg_us: micros(s.rtt.avg),
