@@ -1,26 +1,11 @@
 //! The snapshot of votequorum that `corosync-quorumtool -s` / `-l` (and so `pvecm status` /
 //! `pvecm nodes`) print; formatting belongs to the CLI, this is only the data (REFERENCE.md §3.5).
 
-use std::fmt;
-
 use super::flags::Flags;
 use crate::NodeId;
 
-/// A Totem ring id: lowest node id of the membership and its sequence (REFERENCE.md §2.2).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RingId {
-    /// Representative: the lowest node id of the membership.
-    pub rep: NodeId,
-    /// Ring sequence number.
-    pub seq: u64,
-}
-
-impl fmt::Display for RingId {
-    /// corosync's `CS_PRI_RING_ID` `%x.%lx`, e.g. `1.1a8`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}.{:x}", self.rep, self.seq)
-    }
-}
+/// The ring votequorum works in: the Totem ring id (`%x.%lx`, REFERENCE.md §2.2).
+pub use crate::totem::RingId;
 
 /// One row of the membership table.
 #[derive(Clone, Debug, PartialEq, Eq)]

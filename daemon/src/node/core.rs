@@ -694,10 +694,7 @@ impl Core {
                     line.push_str(&format!(" Members left: {}", ids(&change.left)));
                 }
                 tracing::info!("[TOTEM ] {line}");
-                let ring = quorum::RingId {
-                    rep: change.ring_id.rep,
-                    seq: change.ring_id.seq,
-                };
+                let ring = change.ring_id;
                 self.quorum.handle_membership(now, ring, &change.members);
                 if let Some(device) = &self.qdevice {
                     device.membership(ring, &change.members);

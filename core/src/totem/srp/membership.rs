@@ -448,9 +448,8 @@ impl Srp {
             .copied()
             .filter(|n| !trans.contains(n))
             .collect();
-        tracing::info!(
-            "A new membership ({new_id}) was formed. Members joined: {joined:?} left: {left:?}"
-        );
+        // The driver logs corosync's line from the Conf action; this is the core's own trace.
+        tracing::debug!("installed ring {new_id}: joined {joined:?} left {left:?}");
         self.actions.push_back(Action::Conf(ConfChange {
             kind: ConfKind::Regular,
             ring_id: new_id,
