@@ -16,9 +16,6 @@ use totem_client::Client;
 /// How long to wait for an event before looking at standard input again.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How long to wait before retrying a multicast the daemon answered with TryAgain.
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let group = GroupName::new(std::env::args().nth(1).unwrap_or_else(|| "chat".to_owned()))?;
     let mut client = Client::connect_default()?;
@@ -38,12 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             print_event(&event);
         }
         match lines.try_recv() {
-            Ok(line) => loop {
-                match client.multicast(&group, Ordering::Agreed, line.as_bytes()) {
-                    Err(error) if error.is_try_again() => thread::sleep(RETRY_PAUSE),
-                    other => break other?,
-                }
-            },
+            // Waits while the daemon's queue is full (back-pressure), then returns.
+            Ok(line) => {
+                client.multicast(&group, Ordering::Agreed, line.as_bytes())?;
+            }
             Err(mpsc::TryRecvError::Empty) => {}
             Err(mpsc::TryRecvError::Disconnected) => {
                 client.leave(&group)?;
@@ -78,6 +73,10 @@ fn print_event(event: &Event) {
             } else {
                 "NOT quorate"
             }
+        ),
+        Event::MulticastRefused(refused) => println!(
+            "-- message {} to {} refused: {}",
+            refused.request_id, refused.group, refused.error
         ),
     }
 }

@@ -1,16 +1,31 @@
 //! [`Client`]: a connection to the local totemd over its control socket — what libcpg and
-//! libvotequorum are to corosync. Blocking calls; events that arrive while waiting for a reply are
-//! queued and handed out by [`Client::next_event`].
+//! libvotequorum are to corosync.
+//!
+//! Requests (status, join, leave, ...) wait for their reply; events that arrive meanwhile are
+//! queued and handed out by [`Client::next_event`]. Multicasts are posted: [`Client::multicast`]
+//! returns once the message is written to the socket, without a round trip, so a sender streams
+//! as fast as the daemon takes messages; a refusal arrives later as
+//! [`Event::MulticastRefused`] with the id `multicast` returned.
+//!
+//! The socket is non-blocking underneath and every wait is one `ppoll(2)` with a nanosecond
+//! timeout, so [`Client::next_event`] with a 100 µs timeout waits 100 µs, not a scheduler tick.
+//! Applications with their own event loop poll [`Client::as_raw_fd`] for readability (and for
+//! writability while [`Client::wants_write`]) and call [`Client::try_next_event`] /
+//! [`Client::try_multicast`] / [`Client::flush`].
 
-use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 
 use crate::proto::{
-    encode_frame, ClientMessage, DaemonMessage, ErrorReply, Event, FillError, FrameError,
-    FrameReader, GroupName, LinksStatus, Membership, NodeId, Ordering, QuorumStatus, Request,
+    decode_frame, encode_frame, ClientMessage, DaemonMessage, ErrorReply, Event, FrameError,
+    GroupName, LinksStatus, Membership, MulticastRef, NodeId, Ordering, QuorumStatus, Request,
     Response, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 
@@ -70,6 +85,9 @@ pub enum ClientError {
     /// The multicast payload is larger than the protocol allows.
     #[error("multicast payload of {0} bytes exceeds the limit of {MAX_MULTICAST_PAYLOAD_BYTES}")]
     PayloadTooLarge(usize),
+    /// A multicast to a group this connection has not joined.
+    #[error("not a member of group {0}; join it first")]
+    NotJoined(GroupName),
 }
 
 impl ClientError {
@@ -79,23 +97,27 @@ impl ClientError {
     }
 }
 
-impl From<FillError> for ClientError {
-    fn from(error: FillError) -> ClientError {
-        match error {
-            FillError::Io(error) => ClientError::Io(error),
-            FillError::Frame(error) => ClientError::Protocol(error),
-            FillError::UnexpectedEof { .. } => ClientError::Closed,
-        }
-    }
-}
+/// Bytes asked of the socket per read: deliveries arrive in batches, so one read takes many.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The id the daemon echoes for a request; for a posted multicast, the id a
+/// [`Event::MulticastRefused`] names.
+pub type RequestId = u32;
 
 /// A connection to totemd.
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
-    reader: FrameReader,
-    next_request_id: u32,
+    /// Bytes read and not yet decoded: `inbuf[in_pos..]`.
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    /// Bytes accepted but not yet written: `outbuf[out_pos..]`.
+    outbuf: Vec<u8>,
+    out_pos: usize,
+    next_request_id: RequestId,
     events: VecDeque<Event>,
+    /// Groups this connection joined (a multicast elsewhere is refused here, at once).
+    joined: BTreeSet<GroupName>,
 }
 
 impl Client {
@@ -111,11 +133,16 @@ impl Client {
                 _ => ClientError::Connect { path, source },
             }
         })?;
+        stream.set_nonblocking(true)?;
         Ok(Client {
             stream,
-            reader: FrameReader::new(),
+            inbuf: Vec::with_capacity(READ_CHUNK_BYTES),
+            in_pos: 0,
+            outbuf: Vec::new(),
+            out_pos: 0,
             next_request_id: 1,
             events: VecDeque::new(),
+            joined: BTreeSet::new(),
         })
     }
 
@@ -126,30 +153,33 @@ impl Client {
 
     /// Sends `request` and waits for its reply; events arriving meanwhile are queued.
     pub fn request(&mut self, request: Request) -> Result<Response, ClientError> {
-        let request_id = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        let request_id = self.take_request_id();
         let frame = encode_frame(&ClientMessage {
             request_id,
             request,
         })?;
-        self.stream.write_all(&frame)?;
-        self.stream.set_read_timeout(None)?;
+        self.outbuf.extend_from_slice(&frame);
+        self.flush()?;
         loop {
-            match self.read_message()? {
-                DaemonMessage::Reply {
-                    request_id: answered,
-                    result,
-                } if answered == request_id => return Ok(result?),
-                // A reply to no request of ours can only be the daemon refusing a frame it could
-                // not decode (id 0); surface its error.
-                DaemonMessage::Reply {
-                    result: Err(error), ..
-                } => return Err(ClientError::Daemon(error)),
-                DaemonMessage::Reply { .. } => {
-                    return Err(ClientError::UnexpectedResponse("reply to another request"))
+            while let Some(message) = self.decode_one()? {
+                match message {
+                    DaemonMessage::Reply {
+                        request_id: answered,
+                        result,
+                    } if answered == request_id => return Ok(result?),
+                    // A reply to no request of ours can only be the daemon refusing a frame it
+                    // could not decode (id 0); surface its error.
+                    DaemonMessage::Reply {
+                        result: Err(error), ..
+                    } => return Err(ClientError::Daemon(error)),
+                    DaemonMessage::Reply { .. } => {
+                        return Err(ClientError::UnexpectedResponse("reply to another request"))
+                    }
+                    DaemonMessage::Event(event) => self.events.push_back(event),
                 }
-                DaemonMessage::Event(event) => self.events.push_back(event),
             }
+            self.wait(true, false, None)?;
+            self.read_some()?;
         }
     }
 
@@ -196,61 +226,119 @@ impl Client {
     pub fn join(&mut self, group: &GroupName) -> Result<(), ClientError> {
         self.request_done(Request::JoinGroup {
             group: group.clone(),
-        })
+        })?;
+        self.joined.insert(group.clone());
+        Ok(())
     }
 
     /// Leaves `group`.
     pub fn leave(&mut self, group: &GroupName) -> Result<(), ClientError> {
         self.request_done(Request::LeaveGroup {
             group: group.clone(),
-        })
+        })?;
+        self.joined.remove(group);
+        Ok(())
     }
 
-    /// Multicasts `payload` to `group` with the given ordering. A [`ClientError::is_try_again`]
-    /// error means the daemon's queue is full: nothing was sent, retry later.
+    /// Multicasts `payload` to `group` with the given ordering, waiting while the daemon does
+    /// not take more (back-pressure: Totem's queue is full). Returns once the message is
+    /// written to the socket, with the request id a later [`Event::MulticastRefused`] would
+    /// name. Events arriving while it waits are queued for [`Client::next_event`].
     pub fn multicast(
         &mut self,
         group: &GroupName,
         ordering: Ordering,
         payload: &[u8],
-    ) -> Result<(), ClientError> {
-        if payload.len() > MAX_MULTICAST_PAYLOAD_BYTES {
-            return Err(ClientError::PayloadTooLarge(payload.len()));
+    ) -> Result<RequestId, ClientError> {
+        self.flush()?;
+        let request_id = self.queue_multicast(group, ordering, payload)?;
+        self.flush()?;
+        Ok(request_id)
+    }
+
+    /// [`Client::multicast`] without waiting: `TryAgain` ([`ClientError::is_try_again`]) when
+    /// the daemon is not taking messages now, and then nothing was queued. A message it accepts
+    /// may still sit partly in this client's buffer; every later call, and [`Client::flush`],
+    /// writes it out (poll for writability while [`Client::wants_write`]).
+    pub fn try_multicast(
+        &mut self,
+        group: &GroupName,
+        ordering: Ordering,
+        payload: &[u8],
+    ) -> Result<RequestId, ClientError> {
+        if !self.write_some()? {
+            return Err(ClientError::Daemon(ErrorReply::TryAgain));
         }
-        self.request_done(Request::Multicast {
-            group: group.clone(),
-            ordering,
-            payload: payload.to_vec(),
-        })
+        let request_id = self.queue_multicast(group, ordering, payload)?;
+        self.write_some()?;
+        Ok(request_id)
     }
 
     /// The next event: a queued one, else one read from the socket, waiting at most `timeout`
-    /// (forever when `None`). `Ok(None)` when the timeout passed without an event.
+    /// (forever when `None`). `Ok(None)` when the timeout passed without an event. Pending
+    /// output is written meanwhile.
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(event) = self.try_next_event()? {
+                return Ok(Some(event));
+            }
+            let remaining = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(None),
+                },
+                None => None,
+            };
+            self.wait(true, self.wants_write(), remaining)?;
+        }
+    }
+
+    /// The next event if one is queued or can be read without waiting; writes pending output.
+    pub fn try_next_event(&mut self) -> Result<Option<Event>, ClientError> {
         if let Some(event) = self.events.pop_front() {
             return Ok(Some(event));
         }
-        // A zero timeout means "block" to the socket; wait at least a microsecond instead.
-        let timeout = timeout.map(|timeout| timeout.max(Duration::from_micros(1)));
-        self.stream.set_read_timeout(timeout)?;
-        let message = match self.read_message() {
-            Ok(message) => message,
-            Err(ClientError::Io(error))
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None)
+        self.write_some()?;
+        loop {
+            if let Some(message) = self.decode_one()? {
+                return match message {
+                    DaemonMessage::Event(event) => Ok(Some(event)),
+                    DaemonMessage::Reply { .. } => {
+                        Err(ClientError::UnexpectedResponse("reply without a request"))
+                    }
+                };
             }
-            Err(error) => return Err(error),
-        };
-        match message {
-            DaemonMessage::Event(event) => Ok(Some(event)),
-            DaemonMessage::Reply { .. } => {
-                Err(ClientError::UnexpectedResponse("reply without a request"))
+            if self.read_some()? == 0 {
+                return Ok(None);
             }
         }
+    }
+
+    /// Writes out everything accepted so far, waiting as long as needed; events arriving
+    /// meanwhile are queued.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        while !self.write_some()? {
+            self.wait(true, true, None)?;
+            // Keep reading while the daemon is not taking our bytes, so that it can always
+            // write its deliveries to us (neither side then waits on the other).
+            self.read_some()?;
+            while let Some(message) = self.decode_one()? {
+                match message {
+                    DaemonMessage::Event(event) => self.events.push_back(event),
+                    DaemonMessage::Reply { .. } => {
+                        return Err(ClientError::UnexpectedResponse("reply without a request"))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether accepted output still waits to be written (then poll the descriptor for
+    /// writability too and call [`Client::flush`] or [`Client::try_next_event`]).
+    pub fn wants_write(&self) -> bool {
+        self.out_pos < self.outbuf.len()
     }
 
     /// Sends a request whose success answer is [`Response::Done`].
@@ -263,12 +351,134 @@ impl Client {
         }
     }
 
-    /// Reads and decodes one message (keeping a partial frame across timeouts).
-    fn read_message(&mut self) -> Result<DaemonMessage, ClientError> {
-        let frame = self
-            .reader
-            .read_from(&mut self.stream)?
-            .ok_or(ClientError::Closed)?;
-        Ok(frame.decode()?)
+    fn take_request_id(&mut self) -> RequestId {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Checks and encodes a multicast into the output buffer.
+    fn queue_multicast(
+        &mut self,
+        group: &GroupName,
+        ordering: Ordering,
+        payload: &[u8],
+    ) -> Result<RequestId, ClientError> {
+        if payload.len() > MAX_MULTICAST_PAYLOAD_BYTES {
+            return Err(ClientError::PayloadTooLarge(payload.len()));
+        }
+        if !self.joined.contains(group) {
+            return Err(ClientError::NotJoined(group.clone()));
+        }
+        let request_id = self.take_request_id();
+        let frame = encode_frame(&MulticastRef {
+            request_id,
+            group,
+            ordering,
+            payload,
+        })?;
+        self.outbuf.extend_from_slice(&frame);
+        Ok(request_id)
+    }
+
+    /// Writes what the socket takes now; `true` when nothing is left to write.
+    fn write_some(&mut self) -> Result<bool, ClientError> {
+        while self.out_pos < self.outbuf.len() {
+            match self.stream.write(&self.outbuf[self.out_pos..]) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(ClientError::Closed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.outbuf.clear();
+        self.out_pos = 0;
+        Ok(true)
+    }
+
+    /// Reads what the socket has now into the input buffer; the byte count (0: nothing now).
+    fn read_some(&mut self) -> Result<usize, ClientError> {
+        if self.in_pos > 0 {
+            self.inbuf.drain(..self.in_pos);
+            self.in_pos = 0;
+        }
+        let filled = self.inbuf.len();
+        self.inbuf.resize(filled + READ_CHUNK_BYTES, 0);
+        let result = loop {
+            match self.stream.read(&mut self.inbuf[filled..]) {
+                Ok(0) => break Err(ClientError::Closed),
+                Ok(n) => break Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        let read = *result.as_ref().unwrap_or(&0);
+        self.inbuf.truncate(filled + read);
+        result
+    }
+
+    /// Decodes the next complete message of the input buffer, if there is one. The length
+    /// prefix is checked against the protocol's limit before the buffer grows for the body.
+    fn decode_one(&mut self) -> Result<Option<DaemonMessage>, ClientError> {
+        match decode_frame::<DaemonMessage>(&self.inbuf[self.in_pos..]) {
+            Ok((message, used)) => {
+                self.in_pos += used;
+                Ok(Some(message))
+            }
+            Err(FrameError::Truncated { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Waits until the socket is readable (`read`) or writable (`write`), or `timeout` passes.
+    fn wait(&self, read: bool, write: bool, timeout: Option<Duration>) -> Result<(), ClientError> {
+        let mut flags = PollFlags::empty();
+        if read {
+            flags |= PollFlags::POLLIN;
+        }
+        if write {
+            flags |= PollFlags::POLLOUT;
+        }
+        let mut fds = [PollFd::new(self.stream.as_fd(), flags)];
+        let timeout = timeout.map(TimeSpec::from_duration);
+        match nix::poll::ppoll(&mut fds, timeout, None) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(errno) => Err(ClientError::Io(errno.into())),
+        }
     }
 }
+
+impl AsRawFd for Client {
+    /// The control socket, for an application's own poll loop.
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+impl AsFd for Client {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+impl Drop for Client {
+    /// Writes out accepted multicasts before the connection closes (bounded: a daemon that
+    /// stopped reading cannot hold the application forever).
+    fn drop(&mut self) {
+        let deadline = Instant::now() + DROP_FLUSH_WITHIN;
+        while let Ok(false) = self.write_some() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            if self.wait(false, true, Some(left)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// How long dropping a client waits to write out accepted multicasts.
+const DROP_FLUSH_WITHIN: Duration = Duration::from_secs(5);

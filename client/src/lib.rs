@@ -16,4 +16,4 @@ pub mod keygen;
 pub mod link_spec;
 pub mod proto;
 
-pub use client::{socket_path, Client, ClientError, DEFAULT_SOCKET_PATH, SOCKET_ENV};
+pub use client::{socket_path, Client, ClientError, RequestId, DEFAULT_SOCKET_PATH, SOCKET_ENV};

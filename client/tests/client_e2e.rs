@@ -127,14 +127,20 @@ fn two_clients_see_joins_deliveries_in_one_order_and_leaves() {
         orders.push(order);
     }
     assert_eq!(orders[0], orders[1], "both members deliver in one order");
+    // Multicasts are posted, so two senders' messages interleave in any order, but each
+    // sender's own stay in the order it sent them.
+    let mut sorted = orders[0].clone();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        orders[0],
+        sorted,
         vec![
             (b"one".to_vec(), Ordering::Agreed),
-            (b"two".to_vec(), Ordering::Safe),
             (b"three".to_vec(), Ordering::Agreed),
+            (b"two".to_vec(), Ordering::Safe),
         ]
     );
+    let position = |payload: &[u8]| orders[0].iter().position(|(p, _)| p == payload);
+    assert!(position(b"one") < position(b"three"), "{:?}", orders[0]);
 
     second.leave(&name).expect("leaves");
     let Event::GroupMembership(change) = expect_event(&mut first) else {
@@ -154,31 +160,85 @@ fn two_clients_see_joins_deliveries_in_one_order_and_leaves() {
 }
 
 #[test]
-fn back_pressure_is_a_try_again_error_and_nothing_is_delivered() {
+fn back_pressure_fills_the_socket_then_everything_is_delivered_in_order() {
     let server = FakeServer::start(State::AllUp);
     let name = group("busy");
     let mut client = Client::connect(&server.path).expect("connects");
     client.join(&name).expect("joins");
     let _ = expect_event(&mut client);
 
+    // The daemon stops reading: posted multicasts fill the socket until try_multicast says
+    // TryAgain, and nothing is delivered meanwhile.
     server.set_busy(true);
-    let error = client
-        .multicast(&name, Ordering::Agreed, b"later")
-        .expect_err("back-pressure");
+    let payload = [7u8; 1000];
+    let mut accepted = 0u32;
+    let error = loop {
+        match client.try_multicast(&name, Ordering::Agreed, &payload) {
+            Ok(_) => accepted += 1,
+            Err(error) => break error,
+        }
+        assert!(accepted < 100_000, "the socket never filled");
+    };
     assert!(error.is_try_again(), "{error}");
+    assert!(accepted > 0);
+    assert!(client.wants_write() || accepted > 1);
     assert!(client
         .next_event(Some(Duration::from_millis(50)))
         .expect("read")
         .is_none());
 
+    // The daemon takes messages again: every accepted one is delivered, in order.
     server.set_busy(false);
+    client.flush().expect("flushed");
+    assert!(!client.wants_write());
+    for _ in 0..accepted {
+        let Event::Delivery(delivery) = expect_event(&mut client) else {
+            panic!("expected a delivery");
+        };
+        assert_eq!(delivery.payload, payload);
+    }
+    // A blocking multicast goes through at once now.
     client
         .multicast(&name, Ordering::Agreed, b"later")
-        .expect("accepted after the retry");
+        .expect("accepted");
     let Event::Delivery(delivery) = expect_event(&mut client) else {
         panic!("expected a delivery");
     };
     assert_eq!(delivery.payload, b"later");
+}
+
+#[test]
+fn a_refused_multicast_comes_back_as_an_event_with_its_id() {
+    let server = FakeServer::start(State::AllUp);
+    let name = group("refusing");
+    let mut client = Client::connect(&server.path).expect("connects");
+    client.join(&name).expect("joins");
+    let _ = expect_event(&mut client);
+    server.set_refuse(Some(ErrorReply::Failed {
+        detail: "no quorum".into(),
+    }));
+    let first = client
+        .multicast(&name, Ordering::Agreed, b"a")
+        .expect("posted");
+    let second = client
+        .multicast(&name, Ordering::Agreed, b"b")
+        .expect("posted");
+    assert_ne!(first, second, "every multicast has its own id");
+    for id in [first, second] {
+        let Event::MulticastRefused(refused) = expect_event(&mut client) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(refused.request_id, id);
+        assert_eq!(refused.group, name);
+    }
+    server.set_refuse(None);
+    client
+        .multicast(&name, Ordering::Agreed, b"c")
+        .expect("posted");
+    let Event::Delivery(delivery) = expect_event(&mut client) else {
+        panic!("expected a delivery");
+    };
+    assert_eq!(delivery.payload, b"c");
 }
 
 #[test]
@@ -209,10 +269,7 @@ fn refusals_and_local_limits_are_errors() {
     let error = client
         .multicast(&name, Ordering::Safe, b"x")
         .expect_err("not a member");
-    assert!(
-        matches!(error, ClientError::Daemon(ErrorReply::BadRequest { .. })),
-        "{error}"
-    );
+    assert!(matches!(error, ClientError::NotJoined(_)), "{error}");
     let error = client
         .multicast(
             &name,

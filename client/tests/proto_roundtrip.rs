@@ -8,11 +8,12 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use totem_client::proto::{
-    decode_frame, encode_frame, ClientMessage, ClusterInfo, DaemonMessage, Delivery, ErrorReply,
-    Event, FrameError, FrameReader, GroupMember, GroupMembershipChange, GroupName, LeaveReason,
-    LeftMember, LinkMode, LinksStatus, LocalLink, MemberNode, Membership, NodeLinks, Ordering,
-    PeerLink, QdeviceDevice, QuorumChange, QuorumFlags, QuorumStatus, Request, Response, RingId,
-    RttStats, LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MAX_GROUP_NAME_BYTES, PROTOCOL_VERSION,
+    decode_frame, encode_frame, ClientMessage, ClusterInfo, DaemonMessage, Delivery, DeliveryRef,
+    ErrorReply, Event, FrameError, FrameReader, GroupMember, GroupMembershipChange, GroupName,
+    LeaveReason, LeftMember, LinkMode, LinksStatus, LocalLink, MemberNode, Membership,
+    MulticastRef, MulticastRefused, NodeLinks, Ordering, PeerLink, QdeviceDevice, QuorumChange,
+    QuorumFlags, QuorumStatus, Request, Response, RingId, RttStats, LENGTH_PREFIX_BYTES,
+    MAX_FRAME_BYTES, MAX_GROUP_NAME_BYTES, PROTOCOL_VERSION,
 };
 
 fn group_name() -> impl Strategy<Value = GroupName> {
@@ -245,6 +246,13 @@ fn event() -> impl Strategy<Value = Event> {
                 members
             })
         ),
+        (any::<u32>(), group_name(), error_reply()).prop_map(|(request_id, group, error)| {
+            Event::MulticastRefused(MulticastRefused {
+                request_id,
+                group,
+                error,
+            })
+        }),
     ]
 }
 
@@ -293,6 +301,59 @@ fn reassemble<T: serde::de::DeserializeOwned>(bytes: &[u8], cuts: &[usize]) -> V
 }
 
 proptest! {
+    #[test]
+    fn a_borrowed_delivery_encodes_as_the_owned_one(
+        group in group_name(),
+        sender in member(),
+        ring_id in ring_id(),
+        ordering in ordering(),
+        payload in vec(any::<u8>(), 0..2048),
+    ) {
+        let borrowed = encode_frame(&DeliveryRef {
+            group: &group,
+            sender,
+            ring_id,
+            ordering,
+            payload: &payload,
+        })
+        .expect("encodes");
+        let owned = encode_frame(&DaemonMessage::Event(Event::Delivery(Delivery {
+            group,
+            sender,
+            ring_id,
+            ordering,
+            payload,
+        })))
+        .expect("encodes");
+        prop_assert_eq!(borrowed, owned);
+    }
+
+    #[test]
+    fn a_borrowed_multicast_encodes_as_the_owned_one(
+        request_id in any::<u32>(),
+        group in group_name(),
+        ordering in ordering(),
+        payload in vec(any::<u8>(), 0..2048),
+    ) {
+        let borrowed = encode_frame(&MulticastRef {
+            request_id,
+            group: &group,
+            ordering,
+            payload: &payload,
+        })
+        .expect("encodes");
+        let owned = encode_frame(&ClientMessage {
+            request_id,
+            request: Request::Multicast {
+                group,
+                ordering,
+                payload,
+            },
+        })
+        .expect("encodes");
+        prop_assert_eq!(borrowed, owned);
+    }
+
     #[test]
     fn client_messages_round_trip(message in client_message()) {
         let frame = encode_frame(&message).expect("encodes");

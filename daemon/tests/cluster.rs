@@ -216,6 +216,71 @@ fn deliveries(client: &mut Client, count: usize) -> Vec<(u32, Vec<u8>)> {
     got
 }
 
+/// Messages each client posts in the streaming phase: several times Totem's submit queue
+/// (1024 messages), so the daemon must stop reading and the clients must wait.
+const STREAM_PER_NODE: u32 = 5000;
+/// Bytes of each streamed message (a sequence number, then padding).
+const STREAM_BYTES: usize = 1024;
+
+/// Every client posts [`STREAM_PER_NODE`] messages from its own thread and collects every
+/// delivery of the stream; returns each node's (sender node, sequence) in delivery order.
+fn stream_from_every_client(clients: &mut [Client], group: &GroupName) -> Vec<Vec<(u32, u32)>> {
+    let total = STREAM_PER_NODE as usize * clients.len();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = clients
+            .iter_mut()
+            .map(|client| {
+                scope.spawn(move || {
+                    let mut got = Vec::with_capacity(total);
+                    let mut sent = 0u32;
+                    let mut payload = vec![0xa5u8; STREAM_BYTES];
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while got.len() < total {
+                        assert!(
+                            Instant::now() < deadline,
+                            "stream: {} of {total}",
+                            got.len()
+                        );
+                        if sent < STREAM_PER_NODE {
+                            payload[..4].copy_from_slice(&sent.to_be_bytes());
+                            match client.try_multicast(group, Ordering::Agreed, &payload) {
+                                Ok(_) => sent += 1,
+                                Err(e) if e.is_try_again() => {}
+                                Err(e) => panic!("multicast: {e}"),
+                            }
+                        }
+                        let wait = if sent < STREAM_PER_NODE {
+                            Duration::ZERO
+                        } else {
+                            Duration::from_millis(100)
+                        };
+                        while let Some(event) = client.next_event(Some(wait)).expect("event") {
+                            match event {
+                                Event::Delivery(d) => {
+                                    let seq = u32::from_be_bytes(
+                                        d.payload[..4].try_into().expect("4 bytes"),
+                                    );
+                                    got.push((d.sender.node, seq));
+                                }
+                                Event::MulticastRefused(r) => panic!("refused: {r:?}"),
+                                _ => {}
+                            }
+                            if got.len() == total {
+                                break;
+                            }
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("stream worker"))
+            .collect()
+    })
+}
+
 #[test]
 fn three_daemons_on_loopback() {
     let mut cluster = Cluster::new();
@@ -244,7 +309,7 @@ fn three_daemons_on_loopback() {
             };
             loop {
                 match c.multicast(&group, order, msg.as_bytes()) {
-                    Ok(()) => break,
+                    Ok(_) => break,
                     Err(e) if e.is_try_again() => std::thread::sleep(Duration::from_millis(5)),
                     Err(e) => panic!("multicast: {e}"),
                 }
@@ -264,6 +329,32 @@ fn three_daemons_on_loopback() {
     );
     for (node, _) in &orders[0] {
         assert!((1..=NODES).contains(node));
+    }
+
+    // Streaming: every client posts far more than Totem's submit queue holds, as fast as the
+    // daemon takes them (back-pressure through the socket, never a refusal), reading its
+    // deliveries meanwhile; every node delivers everything once, in one order, each sender's
+    // messages in the order sent.
+    let streamed = stream_from_every_client(&mut clients, &group);
+    assert_eq!(
+        streamed[0], streamed[1],
+        "nodes 1 and 2: different stream orders"
+    );
+    assert_eq!(
+        streamed[0], streamed[2],
+        "nodes 1 and 3: different stream orders"
+    );
+    for sender in 1..=NODES {
+        let seqs: Vec<u32> = streamed[0]
+            .iter()
+            .filter(|(node, _)| *node == sender)
+            .map(|(_, seq)| *seq)
+            .collect();
+        let expected: Vec<u32> = (0..STREAM_PER_NODE).collect();
+        assert_eq!(
+            seqs, expected,
+            "node {sender}'s stream lost or reordered messages"
+        );
     }
     drop(clients);
 
@@ -368,13 +459,20 @@ fn unauthorised_user_is_refused(sock: &Path) {
         );
         return;
     }
-    // A Status request: u32 length 3, version 1, postcard { request_id: 1, Request::Status }.
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(bytes([0,0,0,3,1,1,0]))\ns.settimeout(5)\nsys.stdout.buffer.write(s.recv(4096))\n";
+    // A Status request in the current protocol version, sent as hex to the script.
+    let frame = totem_client::proto::encode_frame(&totem_client::proto::ClientMessage {
+        request_id: 1,
+        request: totem_client::proto::Request::Status,
+    })
+    .expect("encodes");
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(bytes.fromhex(sys.argv[2]))\ns.settimeout(5)\nsys.stdout.buffer.write(s.recv(4096))\n";
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(python)
         .args(["-c", script])
         .arg(sock)
+        .arg(hex)
         .output()
         .expect("run python3 as nobody");
     let reply = String::from_utf8_lossy(&out.stdout);

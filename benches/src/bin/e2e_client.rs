@@ -3,8 +3,9 @@
 //! corosync): same modes, same arguments, same one-line `key=value` output.
 //!
 //! * `tput NODES SIZE SECS`: every node sends SIZE-byte agreed messages as fast as the daemon
-//!   accepts them (TryAgain is back-pressure); prints the agreed deliveries this node received
-//!   per second and MB/s.
+//!   accepts them (posted multicasts until `try_multicast` says TryAgain, which is
+//!   back-pressure, as the libcpg client loops on CS_ERR_TRY_AGAIN); prints the agreed
+//!   deliveries this node received per second and MB/s.
 //! * `lat NODES RATE SECS`: sends timestamped messages at RATE/s; prints the self-delivery
 //!   latency p50/p99/p99.9 (µs), the longest gap between two deliveries (ms) and the wall-clock
 //!   time of the first membership change that removed a member (unix ns, 0 if none).
@@ -23,10 +24,7 @@ use totem_client::Client;
 const GROUP: &str = "e2e";
 /// How long to wait for every node's client to join before giving up.
 const JOIN_WITHIN: Duration = Duration::from_secs(60);
-/// Own messages a throughput client keeps in flight (accepted, not yet delivered back): the
-/// sender's flow control in place of reading after every send.
-const SEND_WINDOW: u64 = 64;
-/// Longest wait for an event when the window is full or the daemon said TryAgain.
+/// Longest wait for the socket when the daemon said TryAgain and nothing is there to read.
 const TRY_AGAIN_WAIT: Duration = Duration::from_millis(10);
 /// Bytes of the send timestamp at the start of every payload.
 const STAMP_BYTES: usize = 8;
@@ -62,6 +60,7 @@ struct Stats {
     first_leave_unix_ns: u128,
     try_again: u64,
     accepted: u64,
+    refused: u64,
     /// Own messages delivered back.
     own: u64,
     samples_ns: Vec<u64>,
@@ -90,38 +89,38 @@ fn main() -> Result<()> {
     let mut next = base;
     while Instant::now() < end {
         let now = Instant::now();
-        // Throughput: keep at most SEND_WINDOW own messages in flight, reading only when the
-        // window is full. Latency: send on schedule, wait for events in between. A read with
-        // nothing to read blocks for at least one scheduler tick (SO_RCVTIMEO granularity), so
-        // the loop never reads "just in case".
-        let window_full = interval.is_none() && stats.accepted - stats.own >= SEND_WINDOW;
-        if now >= next && !window_full {
+        if now >= next {
             let stamp = u64::try_from(now.duration_since(base).as_nanos()).unwrap_or(u64::MAX);
             // A zero stamp would read as "no stamp" on delivery.
             payload[..STAMP_BYTES].copy_from_slice(&stamp.max(1).to_le_bytes());
-            match client.multicast(&group, Ordering::Agreed, &payload) {
-                Ok(()) => {
+            match client.try_multicast(&group, Ordering::Agreed, &payload) {
+                Ok(_) => {
                     stats.accepted += 1;
                     next = match interval {
                         Some(i) => (next + i).max(now),
+                        // Throughput: send again at once; read what is there first.
                         None => now,
-                    }
-                }
-                Err(e) if e.is_try_again() => {
-                    stats.try_again += 1;
-                    if let Some(event) = client.next_event(Some(TRY_AGAIN_WAIT))? {
+                    };
+                    while let Some(event) = client.try_next_event()? {
                         record(&mut stats, event, base, me, pid);
                     }
+                    continue;
                 }
+                Err(e) if e.is_try_again() => stats.try_again += 1,
                 Err(e) => return Err(e).context("multicast"),
             }
+        }
+        // Wait for a delivery, for the daemon to take more (TryAgain), or for the next send.
+        let wait = if now >= next {
+            TRY_AGAIN_WAIT
         } else {
-            let wait = if window_full {
-                TRY_AGAIN_WAIT
-            } else {
-                next - now
-            };
-            if let Some(event) = client.next_event(Some(wait))? {
+            next - now
+        };
+        if let Some(event) =
+            client.next_event(Some(wait.min(end.saturating_duration_since(now))))?
+        {
+            record(&mut stats, event, base, me, pid);
+            while let Some(event) = client.try_next_event()? {
                 record(&mut stats, event, base, me, pid);
             }
         }
@@ -137,7 +136,7 @@ fn main() -> Result<()> {
         s[i] as f64 / 1000.0
     };
     println!(
-        "msgs_per_s={:.1} mb_per_s={:.3} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_gap_ms={:.1} confchg_unix_ns={} samples={} accepted={} try_again={}",
+        "msgs_per_s={:.1} mb_per_s={:.3} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_gap_ms={:.1} confchg_unix_ns={} samples={} accepted={} try_again={} refused={}",
         stats.delivered as f64 / elapsed,
         stats.delivered_bytes as f64 / elapsed / 1e6,
         pct(0.50),
@@ -147,7 +146,8 @@ fn main() -> Result<()> {
         stats.first_leave_unix_ns,
         stats.samples_ns.len(),
         stats.accepted,
-        stats.try_again
+        stats.try_again,
+        stats.refused
     );
     Ok(())
 }
@@ -189,6 +189,7 @@ fn record(stats: &mut Stats, event: Event, base: Instant, me: u32, pid: u32) {
                 }
             }
         }
+        Event::MulticastRefused(_) => stats.refused += 1,
         Event::GroupMembership(change)
             if !change.left.is_empty() && stats.first_leave_unix_ns == 0 =>
         {

@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::messages::MAX_MULTICAST_PAYLOAD_BYTES;
 
 /// Version byte of every frame this build sends and the only one it decodes.
-pub const PROTOCOL_VERSION: u8 = 1;
+///
+/// Version 2: multicasts are posted (no reply on success; refusals come as events).
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

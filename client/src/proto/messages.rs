@@ -119,12 +119,20 @@ pub enum Request {
         group: GroupName,
     },
     /// Multicast to a group this connection has joined.
+    ///
+    /// Posted, not answered: the daemon sends nothing back when it takes the message, so a
+    /// client can stream multicasts without a round trip each. Back-pressure is the socket
+    /// itself: while Totem's submit queue is full the daemon stops reading the connection, and
+    /// the client's writes wait (or report `TryAgain` when non-blocking). A refusal (not a
+    /// member of the group, too large, no quorum for a group that requires it) comes back as
+    /// [`Event::MulticastRefused`] carrying this request's id.
     Multicast {
         /// Destination group.
         group: GroupName,
         /// Requested delivery guarantee.
         ordering: Ordering,
         /// Message, at most [`MAX_MULTICAST_PAYLOAD_BYTES`].
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Change corosync.conf cluster-wide: the daemon edits its file, raises `config_version`
@@ -197,7 +205,7 @@ pub enum Response {
     Nodes(Membership),
     /// Answer to [`Request::Links`].
     Links(LinksStatus),
-    /// The request was carried out (set, reload, join, leave, multicast queued).
+    /// The request was carried out (set, reload, join, leave).
     Done,
     /// Answer to [`Request::ChangeConfig`].
     ConfigCommitted(ConfigCommitted),
@@ -279,7 +287,115 @@ pub struct Delivery {
     /// Guarantee the sender asked for.
     pub ordering: Ordering,
     /// The message.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+}
+
+/// A [`DaemonMessage::Event`] of an [`Event::Delivery`] made of borrowed parts, so the daemon
+/// encodes a delivery once for all its local members without first copying the payload into an
+/// owned [`Delivery`]. It serializes to exactly the bytes of the owned message (checked by a
+/// property test in `tests/proto_roundtrip.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryRef<'a> {
+    /// Group the message was sent to.
+    pub group: &'a GroupName,
+    /// The sending process.
+    pub sender: GroupMember,
+    /// Ring the message was ordered in.
+    pub ring_id: RingId,
+    /// Guarantee the sender asked for.
+    pub ordering: Ordering,
+    /// The message.
+    pub payload: &'a [u8],
+}
+
+/// A [`ClientMessage`] carrying a [`Request::Multicast`], made of borrowed parts so a client
+/// encodes a multicast without first copying its payload into an owned [`Request`]. It
+/// serializes to exactly the bytes of the owned message (property test in
+/// `tests/proto_roundtrip.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct MulticastRef<'a> {
+    /// The request id.
+    pub request_id: u32,
+    /// Destination group.
+    pub group: &'a GroupName,
+    /// Requested delivery guarantee.
+    pub ordering: Ordering,
+    /// The message.
+    pub payload: &'a [u8],
+}
+
+/// Variant index of [`Request::Multicast`] (declaration order; serde's index).
+const REQUEST_MULTICAST: u32 = 8;
+
+impl Serialize for MulticastRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeStruct, SerializeStructVariant};
+        /// The [`Request::Multicast`] layer, fields in declaration order.
+        struct AsRequest<'b, 'a>(&'b MulticastRef<'a>);
+        impl Serialize for AsRequest<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let m = self.0;
+                let mut s = serializer.serialize_struct_variant(
+                    "Request",
+                    REQUEST_MULTICAST,
+                    "Multicast",
+                    3,
+                )?;
+                s.serialize_field("group", m.group)?;
+                s.serialize_field("ordering", &m.ordering)?;
+                s.serialize_field("payload", serde_bytes::Bytes::new(m.payload))?;
+                s.end()
+            }
+        }
+        let mut s = serializer.serialize_struct("ClientMessage", 2)?;
+        s.serialize_field("request_id", &self.request_id)?;
+        s.serialize_field("request", &AsRequest(self))?;
+        s.end()
+    }
+}
+
+/// Variant index of [`DaemonMessage::Event`] (declaration order; serde's index).
+const DAEMON_MESSAGE_EVENT: u32 = 1;
+/// Variant index of [`Event::Delivery`].
+const EVENT_DELIVERY: u32 = 0;
+
+impl Serialize for DeliveryRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The [`Event::Delivery`] layer.
+        struct AsEvent<'b, 'a>(&'b DeliveryRef<'a>);
+        /// The [`Delivery`] struct layer, fields in declaration order.
+        struct AsDelivery<'b, 'a>(&'b DeliveryRef<'a>);
+        impl Serialize for AsEvent<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_newtype_variant(
+                    "Event",
+                    EVENT_DELIVERY,
+                    "Delivery",
+                    &AsDelivery(self.0),
+                )
+            }
+        }
+        impl Serialize for AsDelivery<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let d = self.0;
+                let mut s = serializer.serialize_struct("Delivery", 5)?;
+                s.serialize_field("group", d.group)?;
+                s.serialize_field("sender", &d.sender)?;
+                s.serialize_field("ring_id", &d.ring_id)?;
+                s.serialize_field("ordering", &d.ordering)?;
+                s.serialize_field("payload", serde_bytes::Bytes::new(d.payload))?;
+                s.end()
+            }
+        }
+        serializer.serialize_newtype_variant(
+            "DaemonMessage",
+            DAEMON_MESSAGE_EVENT,
+            "Event",
+            &AsEvent(self),
+        )
+    }
 }
 
 /// One process in a group: a client connection on a node.
@@ -346,4 +462,17 @@ pub enum Event {
     GroupMembership(GroupMembershipChange),
     /// Quorum or node membership changed (sent to every connection that joined a group).
     Quorum(QuorumChange),
+    /// A posted [`Request::Multicast`] was not sent to the ring.
+    MulticastRefused(MulticastRefused),
+}
+
+/// A posted multicast the daemon refused; nothing of it reached the ring.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MulticastRefused {
+    /// The id of the refused [`Request::Multicast`].
+    pub request_id: u32,
+    /// The group it was sent to.
+    pub group: GroupName,
+    /// Why.
+    pub error: ErrorReply,
 }

@@ -13,7 +13,8 @@
 //!
 //! `length` counts the version byte and the payload and is at most [`MAX_FRAME_BYTES`]; `ver` is
 //! [`PROTOCOL_VERSION`]. Clients send [`ClientMessage`]s (a request id and a [`Request`]); the
-//! daemon answers each with a [`DaemonMessage::Reply`] carrying the same id, and pushes
+//! daemon answers each with a [`DaemonMessage::Reply`] carrying the same id — except multicasts,
+//! which are posted: no answer unless refused ([`Event::MulticastRefused`]) — and pushes
 //! [`DaemonMessage::Event`]s (deliveries, group and quorum changes) at any time in between.
 //!
 //! The payload encoding is postcard 1.x: compact varints, a frozen and documented wire
@@ -30,9 +31,10 @@ pub use frame::{
     FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 pub use messages::{
-    ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery, ErrorReply, Event,
-    GroupMember, GroupMembershipChange, GroupName, GroupNameError, LeaveReason, LeftMember,
-    Ordering, QuorumChange, Request, Response, MAX_GROUP_NAME_BYTES, MAX_MULTICAST_PAYLOAD_BYTES,
+    ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery, DeliveryRef, ErrorReply,
+    Event, GroupMember, GroupMembershipChange, GroupName, GroupNameError, LeaveReason, LeftMember,
+    MulticastRef, MulticastRefused, Ordering, QuorumChange, Request, Response,
+    MAX_GROUP_NAME_BYTES, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 pub use status::{
     ClusterInfo, LinkMode, LinksStatus, LocalLink, MemberNode, Membership, NodeId, NodeLinks,

@@ -4,13 +4,13 @@
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use totem_client::proto::{
     encode_frame, ClientMessage, DaemonMessage, Delivery, ErrorReply, Event, FillError,
     FrameReader, GroupMember, GroupMembershipChange, GroupName, LeaveReason, LeftMember,
-    QuorumChange, QuorumStatus, Request, Response, PROTOCOL_VERSION,
+    MulticastRefused, QuorumChange, QuorumStatus, Request, Response, PROTOCOL_VERSION,
 };
 
 use super::snapshots::{self, State};
@@ -29,7 +29,11 @@ struct Connection {
 struct Shared {
     state: State,
     status: QuorumStatus,
+    /// While set, connection threads read nothing (Totem's queue is "full"): the clients'
+    /// socket buffers fill, which is the real daemon's back-pressure.
     busy: bool,
+    /// While set, every multicast is refused with this error.
+    refuse: Option<ErrorReply>,
     connections: Vec<Connection>,
     next_connection: u32,
     requests_seen: Vec<Request>,
@@ -39,7 +43,7 @@ struct Shared {
 pub struct FakeServer {
     /// The socket path.
     pub path: PathBuf,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
     _dir: tempfile::TempDir,
 }
 
@@ -49,14 +53,18 @@ impl FakeServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("totemd.sock");
         let listener = UnixListener::bind(&path).expect("bind fake socket");
-        let shared = Arc::new(Mutex::new(Shared {
-            state,
-            status: snapshots::quorum_status(state),
-            busy: false,
-            connections: Vec::new(),
-            next_connection: 1,
-            requests_seen: Vec::new(),
-        }));
+        let shared = Arc::new((
+            Mutex::new(Shared {
+                state,
+                status: snapshots::quorum_status(state),
+                busy: false,
+                refuse: None,
+                connections: Vec::new(),
+                next_connection: 1,
+                requests_seen: Vec::new(),
+            }),
+            Condvar::new(),
+        ));
         let accept_shared = Arc::clone(&shared);
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -72,23 +80,30 @@ impl FakeServer {
         }
     }
 
-    /// Makes every multicast answer [`ErrorReply::TryAgain`] while `busy`.
+    /// Stops reading every connection while `busy` (back-pressure, as the daemon does when
+    /// Totem's queue is full).
     pub fn set_busy(&self, busy: bool) {
-        self.shared.lock().expect("fake state").busy = busy;
+        self.lock().busy = busy;
+        self.shared.1.notify_all();
+    }
+
+    /// Refuses every multicast with `error` while set.
+    pub fn set_refuse(&self, error: Option<ErrorReply>) {
+        self.lock().refuse = error;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.0.lock().expect("fake state")
     }
 
     /// The requests received so far.
     pub fn requests_seen(&self) -> Vec<Request> {
-        self.shared
-            .lock()
-            .expect("fake state")
-            .requests_seen
-            .clone()
+        self.lock().requests_seen.clone()
     }
 
     /// Pushes a quorum change to every connection that joined a group.
     pub fn announce_quorum(&self, change: QuorumChange) {
-        let mut shared = self.shared.lock().expect("fake state");
+        let mut shared = self.lock();
         let targets: Vec<u32> = shared
             .connections
             .iter()
@@ -106,16 +121,13 @@ impl FakeServer {
 
     /// The expected votes the fake holds now.
     pub fn expected_votes(&self) -> u32 {
-        self.shared
-            .lock()
-            .expect("fake state")
-            .status
-            .expected_votes
+        self.lock().status.expected_votes
     }
 }
 
 /// Serves one connection until it closes or sends garbage.
-fn serve(stream: UnixStream, shared: &Mutex<Shared>) {
+fn serve(stream: UnixStream, shared: &(Mutex<Shared>, Condvar)) {
+    let (shared, not_busy) = shared;
     let Ok(writer) = stream.try_clone() else {
         return;
     };
@@ -147,7 +159,10 @@ fn serve(stream: UnixStream, shared: &Mutex<Shared>) {
                 break;
             }
         };
-        let mut shared = shared.lock().expect("fake state");
+        // A busy daemon takes nothing: the frame just read waits, and nothing more is read.
+        let mut shared = not_busy
+            .wait_while(shared.lock().expect("fake state"), |state| state.busy)
+            .expect("fake state");
         if frame.version() != PROTOCOL_VERSION {
             let error = ErrorReply::VersionMismatch {
                 daemon: PROTOCOL_VERSION,
@@ -271,21 +286,31 @@ fn handle(shared: &mut Shared, id: u32, message: ClientMessage) {
             ordering,
             payload,
         } => {
-            if shared.busy {
-                send(shared, id, &reply(request_id, Err(ErrorReply::TryAgain)));
-                return;
-            }
-            if !connection(shared, id).is_some_and(|connection| connection.groups.contains(&group))
-            {
-                let detail = format!("not a member of {group}");
+            // Posted: no answer unless refused.
+            let refusal = match shared.refuse.clone() {
+                Some(error) => Some(error),
+                None if !connection(shared, id)
+                    .is_some_and(|connection| connection.groups.contains(&group)) =>
+                {
+                    Some(ErrorReply::InvalidParam {
+                        detail: format!("not a member of {group}"),
+                    })
+                }
+                None => None,
+            };
+            if let Some(error) = refusal {
+                let refused = MulticastRefused {
+                    request_id,
+                    group,
+                    error,
+                };
                 send(
                     shared,
                     id,
-                    &reply(request_id, Err(ErrorReply::BadRequest { detail })),
+                    &DaemonMessage::Event(Event::MulticastRefused(refused)),
                 );
                 return;
             }
-            send(shared, id, &reply(request_id, Ok(Response::Done)));
             let delivery = Event::Delivery(Delivery {
                 group: group.clone(),
                 sender: member(id),

@@ -1,14 +1,19 @@
 //! The control socket: a Unix stream socket where `pvecm` and client applications talk to the
 //! daemon with length-prefixed, versioned frames ([`totem_client::proto`]).
 //!
-//! One thread ([`ControlServer::run`]) owns the listener and every connection (non-blocking, mio).
-//! It checks each connection's peer credentials (SO_PEERCRED): root may do everything, members of
-//! the configured read group may only read, anybody else gets a clear `PermissionDenied` reply.
-//! Decoded requests go to the core thread through a bounded queue ([`ToCore`]); a full queue is
-//! answered with `TryAgain` at once, so a flood of clients can never stall the core. Replies and
-//! events come back through [`ToControl`] and a mio waker. Malformed, oversized or unknown
-//! frames get an error reply and close that connection only: its byte stream can no longer be
-//! trusted to be in step, and nothing else is disturbed.
+//! [`ControlServer`] is owned and driven by the core thread: its listener and connections are
+//! registered in the core's own `poll`, so a client's multicast reaches Totem and a delivery
+//! reaches the client without a hop through another thread. It checks each connection's peer
+//! credentials (SO_PEERCRED): root may do everything, members of the configured read group may
+//! only read, anybody else gets a clear `PermissionDenied` reply.
+//!
+//! Input: [`ControlServer::next_input`] hands out one decoded request at a time, round-robin over
+//! the connections that have input, reading a connection only when its decoded requests are used
+//! up; the core stops asking while Totem's queue is full, and that is the back-pressure: the
+//! connections' socket buffers fill and the clients' writes wait. Output: replies and events
+//! are appended to a per-connection buffer and written by [`ControlServer::flush`] once per
+//! core loop, many frames per `write`. Malformed, oversized or unknown frames get an error reply
+//! and close that connection only: its byte stream can no longer be trusted to be in step.
 
 pub mod access;
 
@@ -16,12 +21,10 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::event::Event;
 use mio::net::{UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Interest, Registry, Token};
 use totem_client::proto::{
     encode_frame, ClientMessage, DaemonMessage, ErrorReply, FrameError, FrameReader,
     PROTOCOL_VERSION,
@@ -33,9 +36,9 @@ pub use access::{Access, AccessPolicy, Credentials};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
 
-/// What the control thread hands the core thread.
+/// What the control server hands the core.
 #[derive(Debug)]
-pub enum ToCore {
+pub enum Input {
     /// A decoded request from an allowed client.
     Request {
         /// The connection.
@@ -52,89 +55,63 @@ pub enum ToCore {
     },
 }
 
-/// What the core thread hands the control thread.
-#[derive(Debug)]
-pub enum ToControl {
-    /// Send a frame to one connection.
-    Send {
-        /// The connection.
-        client: ClientId,
-        /// Reply or event.
-        msg: DaemonMessage,
-    },
-}
-
 /// Bytes a connection may have waiting to be written before it counts as stuck and is closed.
 /// A client that does not read its deliveries must not make the daemon buffer without bound;
 /// 64 MiB is 64 of the largest multicasts.
 pub const OUTBOX_BYTES_MAX: usize = 64 << 20;
 /// Most connections at once; one more is accepted, told why, and closed.
 pub const CLIENTS_MAX: usize = 1024;
-/// Bytes read from a socket per read call.
+/// Bytes read from a socket per read call: a batch of posted multicasts (about 700 of 64 bytes).
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const FIRST_CLIENT: usize = 2;
-
-/// Handles the core thread uses to reach the control thread.
-#[derive(Clone)]
-pub struct ControlHandle {
-    /// Replies and events.
-    pub tx: Sender<ToControl>,
-    waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
-}
-
-impl ControlHandle {
-    /// Queues a frame for a connection and wakes the control thread.
-    pub fn send(&self, client: ClientId, msg: DaemonMessage) {
-        // The channel is unbounded on purpose: the core never blocks on a slow client; each
-        // connection's outbox has its own bound (OUTBOX_BYTES_MAX) enforced by the control thread.
-        if self.tx.send(ToControl::Send { client, msg }).is_ok() {
-            let _ = self.waker.wake();
-        }
-    }
-
-    /// Asks the control thread to finish.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-    }
-}
-
-impl std::fmt::Debug for ControlHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlHandle").finish_non_exhaustive()
-    }
-}
-
 struct Session {
+    client: ClientId,
     stream: UnixStream,
     creds: Credentials,
     access: Access,
     reader: FrameReader,
-    outbox: VecDeque<Vec<u8>>,
-    outbox_bytes: usize,
-    written: usize,
-    /// Close once the outbox is flushed (after a fatal error reply).
+    /// Requests decoded and not yet handed to the core.
+    pending: VecDeque<ClientMessage>,
+    /// The socket may have unread bytes (an edge was seen and no read said `WouldBlock` since).
+    readable: bool,
+    /// In `ControlServer::ready`.
+    queued: bool,
+    /// Bytes to write: `out[out_pos..]`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// In `ControlServer::dirty`.
+    dirty: bool,
+    /// Close once the output is flushed (after a fatal error reply); read nothing more.
     closing: bool,
 }
 
-/// The control socket's thread state.
+impl Session {
+    fn has_input(&self) -> bool {
+        !self.closing && (self.readable || !self.pending.is_empty())
+    }
+
+    fn out_bytes(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+}
+
+/// The control socket's state, driven by the core thread's poll.
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
-    poll: Poll,
-    handle: ControlHandle,
-    from_core: Receiver<ToControl>,
-    to_core: Sender<ToCore>,
-    core_waker: Arc<Waker>,
+    listener_token: Token,
     policy: AccessPolicy,
-    sessions: HashMap<Token, (ClientId, Session)>,
+    sessions: HashMap<Token, Session>,
     by_client: HashMap<ClientId, Token>,
+    /// Connections with input, in round-robin order.
+    ready: VecDeque<Token>,
+    /// Connections with output to write.
+    dirty: Vec<Token>,
+    /// Connections that closed, for the core to learn of first.
+    gone: VecDeque<ClientId>,
     next_token: usize,
     next_client: u64,
+    read_buf: Box<[u8]>,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -149,13 +126,14 @@ impl std::fmt::Debug for ControlServer {
 impl ControlServer {
     /// Binds the socket at `path` (replacing a stale one), world-connectable: who may do what is
     /// decided per connection from its credentials, so that refused users get a clear answer
-    /// instead of a bare EACCES.
+    /// instead of a bare EACCES. The listener is registered in `registry` as `first_token`;
+    /// connections take the tokens above it, so the caller's own tokens must be below.
     pub fn bind(
         path: &Path,
         policy: AccessPolicy,
-        to_core: Sender<ToCore>,
-        core_waker: Arc<Waker>,
-    ) -> io::Result<(ControlServer, ControlHandle)> {
+        registry: &Registry,
+        first_token: usize,
+    ) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -166,64 +144,171 @@ impl ControlServer {
         }
         let mut listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (tx, from_core) = crossbeam_channel::unbounded();
-        let handle = ControlHandle {
-            tx,
-            waker,
-            stop: Arc::new(AtomicBool::new(false)),
-        };
-        let server = ControlServer {
+        let listener_token = Token(first_token);
+        registry.register(&mut listener, listener_token, Interest::READABLE)?;
+        Ok(ControlServer {
             path: path.to_path_buf(),
             listener,
-            poll,
-            handle: handle.clone(),
-            from_core,
-            to_core,
-            core_waker,
+            listener_token,
             policy,
             sessions: HashMap::new(),
             by_client: HashMap::new(),
-            next_token: FIRST_CLIENT,
+            ready: VecDeque::new(),
+            dirty: Vec::new(),
+            gone: VecDeque::new(),
+            next_token: first_token + 1,
             next_client: 1,
-        };
-        Ok((server, handle))
+            read_buf: vec![0u8; READ_CHUNK_BYTES].into_boxed_slice(),
+        })
     }
 
-    /// Serves until [`ControlHandle::stop`]; removes the socket file on the way out.
-    pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(256);
-        while !self.handle.stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.poll.poll(&mut events, None) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_all(),
-                    WAKER => {}
-                    token => {
-                        if event.is_readable() || event.is_read_closed() {
-                            self.read_session(token);
-                        }
-                        if event.is_writable() {
-                            self.flush_session(token);
-                        }
-                    }
-                }
-            }
-            self.drain_core();
+    /// Whether `token` is the listener's or a connection's.
+    pub fn owns(&self, token: Token) -> bool {
+        token.0 >= self.listener_token.0
+    }
+
+    /// Takes a readiness event of one of [`ControlServer::owns`]'s tokens.
+    pub fn on_event(&mut self, registry: &Registry, event: &Event) {
+        let token = event.token();
+        if token == self.listener_token {
+            self.accept_all(registry);
+            return;
         }
-        let _ = std::fs::remove_file(&self.path);
-        Ok(())
+        let Some(session) = self.sessions.get_mut(&token) else {
+            return;
+        };
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            session.readable = true;
+            if session.has_input() && !session.queued {
+                session.queued = true;
+                self.ready.push_back(token);
+            }
+        }
+        if event.is_writable() && session.out_bytes() > 0 && !session.dirty {
+            session.dirty = true;
+            self.dirty.push(token);
+        }
     }
 
-    fn accept_all(&mut self) {
+    /// Whether [`ControlServer::next_input`] has something without waiting for the socket.
+    pub fn has_input(&self) -> bool {
+        !self.ready.is_empty() || !self.gone.is_empty()
+    }
+
+    /// The next request or departure, round-robin over the connections with input.
+    pub fn next_input(&mut self, registry: &Registry) -> Option<Input> {
+        if let Some(client) = self.gone.pop_front() {
+            return Some(Input::Gone { client });
+        }
+        while let Some(token) = self.ready.pop_front() {
+            let Some(session) = self.sessions.get_mut(&token) else {
+                continue;
+            };
+            session.queued = false;
+            if session.pending.is_empty() && session.readable && !session.closing {
+                let closed = read_into(session, &mut self.read_buf);
+                if closed {
+                    self.drop_session(registry, token);
+                    return self.gone.pop_front().map(|client| Input::Gone { client });
+                }
+            }
+            let Some(session) = self.sessions.get_mut(&token) else {
+                continue;
+            };
+            if session.closing && !session.dirty {
+                session.dirty = true;
+                self.dirty.push(token);
+            }
+            let Some(msg) = session.pending.pop_front() else {
+                continue;
+            };
+            if session.has_input() {
+                session.queued = true;
+                self.ready.push_back(token);
+            }
+            let client = session.client;
+            let creds = session.creds;
+            if let Some(detail) = refusal(&self.policy, session, &msg) {
+                queue_frame(
+                    session,
+                    &DaemonMessage::Reply {
+                        request_id: msg.request_id,
+                        result: Err(ErrorReply::PermissionDenied { detail }),
+                    },
+                );
+                mark_dirty(&mut self.dirty, token, session);
+                continue;
+            }
+            return Some(Input::Request { client, creds, msg });
+        }
+        None
+    }
+
+    /// Puts back a request [`ControlServer::next_input`] handed out, to be handed out again
+    /// first for its connection (the core could not take it yet).
+    pub fn put_back(&mut self, client: ClientId, msg: ClientMessage) {
+        let Some(&token) = self.by_client.get(&client) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&token) {
+            session.pending.push_front(msg);
+            if !session.queued {
+                session.queued = true;
+                self.ready.push_front(token);
+            }
+        }
+    }
+
+    /// Queues a reply or event for a connection (written by [`ControlServer::flush`]).
+    pub fn send(&mut self, client: ClientId, msg: &DaemonMessage) {
+        match encode_frame(msg) {
+            Ok(frame) => self.send_frame(client, &frame),
+            Err(e) => tracing::error!("control socket: cannot encode a message: {e}"),
+        }
+    }
+
+    /// Queues an already encoded frame for a connection.
+    pub fn send_frame(&mut self, client: ClientId, frame: &[u8]) {
+        let Some(&token) = self.by_client.get(&client) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&token) {
+            session.out.extend_from_slice(frame);
+            mark_dirty(&mut self.dirty, token, session);
+        }
+    }
+
+    /// Writes every connection's queued output that its socket takes now; closes connections
+    /// that are broken, done, or do not read (more than [`OUTBOX_BYTES_MAX`] waiting).
+    pub fn flush(&mut self, registry: &Registry) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for token in dirty {
+            let Some(session) = self.sessions.get_mut(&token) else {
+                continue;
+            };
+            session.dirty = false;
+            let broken = write_out(session);
+            let stuck = session.out_bytes() > OUTBOX_BYTES_MAX;
+            if stuck {
+                tracing::warn!(
+                    "control socket: client pid {} does not read its messages ({} bytes waiting); closing it",
+                    session.creds.pid,
+                    session.out_bytes()
+                );
+            }
+            let done = session.closing && session.out_bytes() == 0;
+            if broken || stuck || done {
+                self.drop_session(registry, token);
+            }
+        }
+    }
+
+    /// Removes the socket file (the connections close with the server).
+    pub fn remove_socket_file(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    fn accept_all(&mut self, registry: &Registry) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
@@ -237,7 +322,7 @@ impl ControlServer {
                     let access = self.policy.access(&creds);
                     let token = Token(self.next_token);
                     self.next_token += 1;
-                    if let Err(e) = self.poll.registry().register(
+                    if let Err(e) = registry.register(
                         &mut stream,
                         token,
                         Interest::READABLE | Interest::WRITABLE,
@@ -248,26 +333,33 @@ impl ControlServer {
                     let client = ClientId(self.next_client);
                     self.next_client += 1;
                     let mut session = Session {
+                        client,
                         stream,
                         creds,
                         access,
                         reader: FrameReader::new(),
-                        outbox: VecDeque::new(),
-                        outbox_bytes: 0,
-                        written: 0,
+                        pending: VecDeque::new(),
+                        readable: false,
+                        queued: false,
+                        out: Vec::new(),
+                        out_pos: 0,
+                        dirty: false,
                         closing: false,
                     };
                     if self.sessions.len() >= CLIENTS_MAX {
-                        queue_reply(
+                        queue_frame(
                             &mut session,
-                            0,
-                            Err(ErrorReply::Failed {
-                                detail: format!("too many clients (limit {CLIENTS_MAX})"),
-                            }),
+                            &DaemonMessage::Reply {
+                                request_id: 0,
+                                result: Err(ErrorReply::Failed {
+                                    detail: format!("too many clients (limit {CLIENTS_MAX})"),
+                                }),
+                            },
                         );
                         session.closing = true;
+                        mark_dirty(&mut self.dirty, token, &mut session);
                     }
-                    self.sessions.insert(token, (client, session));
+                    self.sessions.insert(token, session);
                     self.by_client.insert(client, token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -280,169 +372,108 @@ impl ControlServer {
         }
     }
 
-    fn read_session(&mut self, token: Token) {
-        let mut buf = [0u8; READ_CHUNK_BYTES];
-        let mut closed = false;
-        let mut requests = Vec::new();
-        let Some((client, session)) = self.sessions.get_mut(&token) else {
-            return;
-        };
-        let client = *client;
-        loop {
-            if session.closing {
-                break;
-            }
-            match session.stream.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    if let Err(e) = feed_frames(session, &buf[..n], &mut requests) {
-                        queue_reply(session, 0, Err(frame_error_reply(&e)));
-                        session.closing = true;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        for msg in requests {
-            self.dispatch(token, client, msg);
-        }
-        if closed {
-            self.drop_session(token);
-        } else {
-            self.flush_session(token);
-        }
-    }
-
-    /// Checks permission and hands a request to the core, or answers it here.
-    fn dispatch(&mut self, token: Token, client: ClientId, msg: ClientMessage) {
-        let Some((_, session)) = self.sessions.get_mut(&token) else {
-            return;
-        };
-        let refusal = match session.access {
-            Access::None => Some(format!(
-                "uid {} gid {} may not use the totemd control socket (root only{})",
-                session.creds.uid,
-                session.creds.gid,
-                self.policy.describe_read_group()
-            )),
-            Access::ReadOnly if msg.request.is_mutating() => Some(format!(
-                "uid {} may only read cluster status; this request needs root",
-                session.creds.uid
-            )),
-            _ => None,
-        };
-        if let Some(detail) = refusal {
-            queue_reply(
-                session,
-                msg.request_id,
-                Err(ErrorReply::PermissionDenied { detail }),
-            );
-            return;
-        }
-        let request_id = msg.request_id;
-        let creds = session.creds;
-        match self
-            .to_core
-            .try_send(ToCore::Request { client, creds, msg })
-        {
-            Ok(()) => {
-                let _ = self.core_waker.wake();
-            }
-            Err(TrySendError::Full(_)) => {
-                queue_reply(session, request_id, Err(ErrorReply::TryAgain))
-            }
-            Err(TrySendError::Disconnected(_)) => queue_reply(
-                session,
-                request_id,
-                Err(ErrorReply::Failed {
-                    detail: "the daemon is shutting down".into(),
-                }),
-            ),
-        }
-    }
-
-    fn drain_core(&mut self) {
-        while let Ok(ToControl::Send { client, msg }) = self.from_core.try_recv() {
-            let Some(&token) = self.by_client.get(&client) else {
-                continue;
-            };
-            if let Some((_, session)) = self.sessions.get_mut(&token) {
-                match encode_frame(&msg) {
-                    Ok(frame) => push_out(session, frame),
-                    Err(e) => tracing::error!("control socket: cannot encode a reply: {e}"),
-                }
-            }
-            self.flush_session(token);
-        }
-    }
-
-    fn flush_session(&mut self, token: Token) {
-        let Some((_, session)) = self.sessions.get_mut(&token) else {
-            return;
-        };
-        let mut broken = false;
-        while let Some(front) = session.outbox.front() {
-            match session.stream.write(&front[session.written..]) {
-                Ok(n) => {
-                    session.written += n;
-                    if session.written == front.len() {
-                        session.outbox_bytes -= front.len();
-                        session.outbox.pop_front();
-                        session.written = 0;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            }
-        }
-        let stuck = session.outbox_bytes > OUTBOX_BYTES_MAX;
-        if stuck {
-            tracing::warn!(
-                "control socket: client pid {} does not read its messages ({} bytes waiting); closing it",
-                session.creds.pid,
-                session.outbox_bytes
-            );
-        }
-        let done = session.closing && session.outbox.is_empty();
-        if broken || stuck || done {
-            self.drop_session(token);
-        }
-    }
-
-    fn drop_session(&mut self, token: Token) {
-        if let Some((client, mut session)) = self.sessions.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut session.stream);
-            self.by_client.remove(&client);
-            // The core must learn of it even when its queue is full, or the client's groups
-            // would keep a dead member: block briefly rather than lose it.
-            let _ = self.to_core.send(ToCore::Gone { client });
-            let _ = self.core_waker.wake();
+    fn drop_session(&mut self, registry: &Registry, token: Token) {
+        if let Some(mut session) = self.sessions.remove(&token) {
+            let _ = registry.deregister(&mut session.stream);
+            self.by_client.remove(&session.client);
+            self.gone.push_back(session.client);
         }
     }
 }
 
-fn feed_frames(
-    session: &mut Session,
-    mut input: &[u8],
-    requests: &mut Vec<ClientMessage>,
-) -> Result<(), FrameError> {
+/// Why `msg` is refused to `session`, if it is.
+fn refusal(policy: &AccessPolicy, session: &Session, msg: &ClientMessage) -> Option<String> {
+    match session.access {
+        Access::None => Some(format!(
+            "uid {} gid {} may not use the totemd control socket (root only{})",
+            session.creds.uid,
+            session.creds.gid,
+            policy.describe_read_group()
+        )),
+        Access::ReadOnly if msg.request.is_mutating() => Some(format!(
+            "uid {} may only read cluster status; this request needs root",
+            session.creds.uid
+        )),
+        _ => None,
+    }
+}
+
+/// Reads one chunk and decodes its complete frames into `session.pending`; `true` when the
+/// connection is closed or broken. A frame error queues an error reply and closes the
+/// connection once that is written.
+fn read_into(session: &mut Session, buf: &mut [u8]) -> bool {
+    loop {
+        match session.stream.read(buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                if let Err(e) = feed_frames(session, &buf[..n]) {
+                    queue_frame(
+                        session,
+                        &DaemonMessage::Reply {
+                            request_id: 0,
+                            result: Err(frame_error_reply(&e)),
+                        },
+                    );
+                    session.closing = true;
+                }
+                if n < buf.len() {
+                    // A short read: the socket is most likely empty now, and the next edge
+                    // says when it is not; saves a read that would say `WouldBlock`.
+                    session.readable = false;
+                }
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                session.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Writes what the socket takes now; `true` when the connection is broken.
+fn write_out(session: &mut Session) -> bool {
+    while session.out_pos < session.out.len() {
+        match session.stream.write(&session.out[session.out_pos..]) {
+            Ok(0) => return true,
+            Ok(n) => session.out_pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+    if session.out_pos == session.out.len() {
+        session.out.clear();
+        session.out_pos = 0;
+    } else if session.out_pos >= session.out.len() / 2 {
+        session.out.drain(..session.out_pos);
+        session.out_pos = 0;
+    }
+    false
+}
+
+fn mark_dirty(dirty: &mut Vec<Token>, token: Token, session: &mut Session) {
+    if !session.dirty {
+        session.dirty = true;
+        dirty.push(token);
+    }
+}
+
+fn queue_frame(session: &mut Session, msg: &DaemonMessage) {
+    match encode_frame(msg) {
+        Ok(frame) => session.out.extend_from_slice(&frame),
+        Err(e) => tracing::error!("control socket: cannot encode a reply: {e}"),
+    }
+}
+
+fn feed_frames(session: &mut Session, mut input: &[u8]) -> Result<(), FrameError> {
     while !input.is_empty() {
         let (taken, frame) = session.reader.feed(input)?;
         input = &input[taken..];
         if let Some(frame) = frame {
-            requests.push(frame.decode::<ClientMessage>()?);
+            session.pending.push_back(frame.decode::<ClientMessage>()?);
         }
     }
     Ok(())
@@ -458,20 +489,4 @@ fn frame_error_reply(e: &FrameError) -> ErrorReply {
             detail: other.to_string(),
         },
     }
-}
-
-fn queue_reply(
-    session: &mut Session,
-    request_id: u32,
-    result: Result<totem_client::proto::Response, ErrorReply>,
-) {
-    match encode_frame(&DaemonMessage::Reply { request_id, result }) {
-        Ok(frame) => push_out(session, frame),
-        Err(e) => tracing::error!("control socket: cannot encode a reply: {e}"),
-    }
-}
-
-fn push_out(session: &mut Session, frame: Vec<u8>) {
-    session.outbox_bytes += frame.len();
-    session.outbox.push_back(frame);
 }

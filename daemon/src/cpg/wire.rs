@@ -66,6 +66,27 @@ pub enum WireError {
     Trailing,
 }
 
+/// Appends the encoding of a [`CpgMsg::Mcast`] from borrowed parts (the daemon encodes a
+/// client's payload without moving it into a message first).
+pub fn encode_mcast(
+    out: &mut Vec<u8>,
+    group: &GroupName,
+    pid: u32,
+    payload: &[u8],
+) -> Result<(), WireError> {
+    if payload.len() > PAYLOAD_MAX {
+        return Err(WireError::TooLarge);
+    }
+    let len = u32::try_from(payload.len()).map_err(|_| WireError::TooLarge)?;
+    out.reserve(1 + 1 + group.as_str().len() + 4 + 4 + payload.len());
+    out.push(TAG_MCAST);
+    put_name(out, group);
+    out.extend_from_slice(&pid.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
 impl CpgMsg {
     /// Appends the encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
@@ -85,17 +106,7 @@ impl CpgMsg {
                 group,
                 pid,
                 payload,
-            } => {
-                if payload.len() > PAYLOAD_MAX {
-                    return Err(WireError::TooLarge);
-                }
-                out.push(TAG_MCAST);
-                put_name(out, group);
-                out.extend_from_slice(&pid.to_be_bytes());
-                let len = u32::try_from(payload.len()).map_err(|_| WireError::TooLarge)?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(payload);
-            }
+            } => encode_mcast(out, group, *pid, payload)?,
             CpgMsg::Sync { members } => {
                 let count = u16::try_from(members.len()).map_err(|_| WireError::TooLarge)?;
                 if members.len() > SYNC_MEMBERS_MAX {

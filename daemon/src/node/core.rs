@@ -1,10 +1,13 @@
-//! The core thread: the only owner of the Totem state machine, votequorum and the process groups.
+//! The core thread: the only owner of the Totem state machine, votequorum, the process groups and
+//! the control socket's connections.
 //!
-//! It sleeps in one `poll` on the link set's wake-up descriptor and a waker (control requests,
-//! signals) with the earliest protocol deadline as timeout, then per wake-up: drains received
-//! messages into Totem, drains control requests, fires due timers, and carries out every action
-//! the state machines queued (frames to the link set, deliveries to process groups and
-//! votequorum, replies and events to the control thread) until none is left.
+//! It sleeps in one `poll` on the link set's wake-up descriptor, a waker (signals, the qdevice
+//! thread) and the control socket with its connections, with the earliest protocol deadline as
+//! timeout. Per wake-up it drains received messages into Totem, takes client requests (until
+//! Totem's queue is full: then the clients wait, see [`crate::control`]), fires due timers,
+//! carries out every action the state machines queued (frames to the link set, deliveries to
+//! process groups and votequorum, replies and events to clients) until none is left, and then
+//! writes the clients' output, many frames per write.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
@@ -13,13 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use totem_client::proto::{
-    ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery as ClientDelivery,
+    encode_frame, ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, DeliveryRef,
     ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, LeaveReason,
-    LeftMember, Ordering as ClientOrder, QuorumChange, Request, Response, RingId as ClientRingId,
+    LeftMember, MulticastRefused, Ordering as ClientOrder, QuorumChange, Request, Response,
+    RingId as ClientRingId,
 };
 use totem_core::quorum::{self, Votequorum};
 use totem_core::time::MonoTime;
@@ -31,15 +34,17 @@ use super::qdevice::QdeviceLink;
 use super::ringseq::RingSeqFile;
 use super::status::{self, StaticInfo};
 use crate::config::{self, SystemResolver};
-use crate::control::{ClientId, ControlHandle, ToCore};
+use crate::control::{ClientId, ControlServer, Input};
 use crate::cpg::{self, CpgMsg, GroupChange, ProcessGroups, Reason};
 use crate::notify;
 use crate::service::{self, Service};
 
 /// Token of the link set's wake-up descriptor in the core's poll.
 const LINKS: Token = Token(0);
-/// Token of the core's waker (control requests, signals).
+/// Token of the core's waker (signals, the qdevice thread).
 pub const WAKE: Token = Token(1);
+/// Token of the control socket's listener; its connections take the tokens above.
+pub const CONTROL_FIRST_TOKEN: usize = 2;
 /// Internal messages (votequorum state, process-group syncs and leaves) waiting for room in
 /// Totem's submit queue. They are small and few per configuration change; the bound only guards
 /// against a bug, and reaching it is logged.
@@ -50,6 +55,10 @@ const CPG_OVERHEAD_BYTES: usize = 1 + 1 + 1 + cpg::GROUP_NAME_MAX + 4 + 4;
 pub const MCAST_PAYLOAD_MAX: usize = MAX_MESSAGE_BYTES - CPG_OVERHEAD_BYTES;
 /// Messages handled per wake-up before timers and control get a turn.
 const LINK_EVENTS_PER_WAKE_MAX: usize = 4096;
+/// Client requests taken per wake-up before the links get a turn again: enough for a socket
+/// read's worth of small multicasts, few enough that a token waiting in the link queue is not
+/// held up by a burst of clients.
+const CLIENT_INPUTS_PER_WAKE_MAX: usize = 1024;
 
 /// Flags the signal thread and the control thread raise.
 #[derive(Debug, Default)]
@@ -93,8 +102,10 @@ pub struct Core {
     groups: ProcessGroups,
     links: Arc<LinkSet>,
     poll: Poll,
-    control: ControlHandle,
-    from_control: Receiver<ToCore>,
+    control: ControlServer,
+    /// Totem's submit queue is full (or daemon messages wait for room): client input waits
+    /// until [`totem::Action::SubmitReady`].
+    clients_wait: bool,
     flags: Arc<Flags>,
     ringseq: RingSeqFile,
     info: StaticInfo,
@@ -122,6 +133,15 @@ struct PendingCommit {
     nodeid: Option<u32>,
 }
 
+/// Why a client's group operation did not go through now.
+#[derive(Debug)]
+enum Refusal<T> {
+    /// Totem's queue is full: retry once it has room, with what the operation needs again.
+    Wait(T),
+    /// Refused for good, with the answer for the client.
+    Refused(ErrorReply),
+}
+
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core")
@@ -144,10 +164,8 @@ pub struct CoreParts {
     pub links: Arc<LinkSet>,
     /// The poll the waker was made on.
     pub poll: Poll,
-    /// Replies and events out.
-    pub control: ControlHandle,
-    /// Requests in.
-    pub from_control: Receiver<ToCore>,
+    /// The control socket, registered in `poll` from [`CONTROL_FIRST_TOKEN`] on.
+    pub control: ControlServer,
     /// Stop and reload.
     pub flags: Arc<Flags>,
     /// Persisted ring sequence.
@@ -181,7 +199,7 @@ impl Core {
             links: parts.links,
             poll: parts.poll,
             control: parts.control,
-            from_control: parts.from_control,
+            clients_wait: false,
             flags: parts.flags,
             ringseq: parts.ringseq,
             info: parts.info,
@@ -216,9 +234,14 @@ impl Core {
                     return Err(e);
                 }
             }
+            for event in events.iter() {
+                if self.control.owns(event.token()) {
+                    self.control.on_event(self.poll.registry(), event);
+                }
+            }
             let now = self.now();
             self.drain_links(now);
-            self.drain_control(now);
+            self.drain_clients(now);
             if let Some(device) = self.qdevice.as_mut() {
                 device.apply(now, &mut self.quorum);
             }
@@ -229,14 +252,21 @@ impl Core {
             if self.flags.reload.swap(false, Ordering::SeqCst) {
                 let _ = self.reload();
             }
+            self.control.flush(self.poll.registry());
             if self.flags.stop.load(Ordering::SeqCst) {
                 self.leave();
+                self.control.flush(self.poll.registry());
+                self.control.remove_socket_file();
                 return Ok(());
             }
         }
     }
 
     fn next_deadline(&self, now: MonoTime) -> Option<Duration> {
+        if !self.clients_wait && self.control.has_input() {
+            // Client input is left over from the last turn: take it without sleeping.
+            return Some(Duration::ZERO);
+        }
         let protocol = [self.srp.poll_timeout(), self.quorum.poll_timeout()]
             .into_iter()
             .flatten()
@@ -293,42 +323,109 @@ impl Core {
         }
     }
 
-    fn drain_control(&mut self, now: MonoTime) {
-        while let Ok(input) = self.from_control.try_recv() {
+    /// Takes client requests until none is left, the per-wake budget is spent, or Totem's
+    /// queue is full (the request that found it full is put back, and clients wait).
+    fn drain_clients(&mut self, now: MonoTime) {
+        for _ in 0..CLIENT_INPUTS_PER_WAKE_MAX {
+            if self.clients_wait {
+                return;
+            }
+            let Some(input) = self.control.next_input(self.poll.registry()) else {
+                return;
+            };
             match input {
-                ToCore::Request { client, creds, msg } => {
+                Input::Request { client, creds, msg } => {
                     self.sessions.entry(client).or_default().pid = creds.pid;
-                    let request_id = msg.request_id;
-                    if let Request::ChangeConfig(change) = msg.request {
-                        if let Err(e) = self.propose(now, client, request_id, &change) {
-                            self.control.send(
-                                client,
-                                DaemonMessage::Reply {
-                                    request_id,
-                                    result: Err(e),
-                                },
-                            );
-                        }
-                        self.drain_actions(now);
-                        continue;
-                    }
-                    let result = self.handle_request(now, client, msg);
-                    self.control
-                        .send(client, DaemonMessage::Reply { request_id, result });
+                    self.handle_client_message(now, client, msg);
                 }
-                ToCore::Gone { client } => self.client_gone(client),
+                Input::Gone { client } => self.client_gone(client),
             }
             self.drain_actions(now);
         }
     }
 
-    fn handle_request(
-        &mut self,
-        now: MonoTime,
-        client: ClientId,
-        msg: ClientMessage,
-    ) -> Result<Response, ErrorReply> {
+    fn handle_client_message(&mut self, now: MonoTime, client: ClientId, msg: ClientMessage) {
+        let request_id = msg.request_id;
         match msg.request {
+            Request::ChangeConfig(change) => {
+                if let Err(e) = self.propose(now, client, request_id, &change) {
+                    self.reply(client, request_id, Err(e));
+                }
+            }
+            Request::Multicast {
+                group,
+                ordering,
+                payload,
+            } => match self.multicast(now, client, &group, ordering, payload) {
+                Ok(()) => {}
+                Err(Refusal::Wait(payload)) => {
+                    // Put back as it came; it is taken again once Totem has room.
+                    let request = Request::Multicast {
+                        group,
+                        ordering,
+                        payload,
+                    };
+                    self.wait_for_room(
+                        client,
+                        ClientMessage {
+                            request_id,
+                            request,
+                        },
+                    );
+                }
+                Err(Refusal::Refused(error)) => {
+                    let refused = MulticastRefused {
+                        request_id,
+                        group,
+                        error,
+                    };
+                    self.control.send(
+                        client,
+                        &DaemonMessage::Event(ClientEvent::MulticastRefused(refused)),
+                    );
+                }
+            },
+            request @ (Request::JoinGroup { .. } | Request::LeaveGroup { .. }) => {
+                let result = match &request {
+                    Request::JoinGroup { group } => self.join_group(now, client, group),
+                    Request::LeaveGroup { group } => self.leave_group(now, client, group),
+                    _ => return,
+                };
+                match result {
+                    Err(Refusal::Wait(())) => {
+                        self.wait_for_room(
+                            client,
+                            ClientMessage {
+                                request_id,
+                                request,
+                            },
+                        );
+                    }
+                    Err(Refusal::Refused(e)) => self.reply(client, request_id, Err(e)),
+                    Ok(()) => self.reply(client, request_id, Ok(Response::Done)),
+                }
+            }
+            request => {
+                let result = self.handle_request(request);
+                self.reply(client, request_id, result);
+            }
+        }
+    }
+
+    fn reply(&mut self, client: ClientId, request_id: u32, result: Result<Response, ErrorReply>) {
+        self.control
+            .send(client, &DaemonMessage::Reply { request_id, result });
+    }
+
+    /// Totem's queue is full: `msg` goes back to its connection and clients wait for room.
+    fn wait_for_room(&mut self, client: ClientId, msg: ClientMessage) {
+        self.control.put_back(client, msg);
+        self.clients_wait = true;
+    }
+
+    /// Answers the requests that need nothing of Totem's queue.
+    fn handle_request(&mut self, request: Request) -> Result<Response, ErrorReply> {
+        match request {
             Request::Status => Ok(Response::Status(status::quorum_status(
                 &self.info,
                 &self.quorum.status(),
@@ -359,16 +456,12 @@ impl Core {
                 .reload()
                 .map(|()| Response::Done)
                 .map_err(|detail| ErrorReply::Failed { detail }),
-            Request::ChangeConfig(_) => Err(ErrorReply::BadRequest {
-                detail: "configuration changes are answered once committed".into(),
+            Request::ChangeConfig(_)
+            | Request::JoinGroup { .. }
+            | Request::LeaveGroup { .. }
+            | Request::Multicast { .. } => Err(ErrorReply::BadRequest {
+                detail: "request handled elsewhere".into(),
             }),
-            Request::JoinGroup { group } => self.join_group(now, client, group),
-            Request::LeaveGroup { group } => self.leave_group(now, client, group),
-            Request::Multicast {
-                group,
-                ordering,
-                payload,
-            } => self.multicast(now, client, group, ordering, payload),
         }
     }
 
@@ -376,113 +469,124 @@ impl Core {
         &mut self,
         now: MonoTime,
         client: ClientId,
-        group: GroupName,
-    ) -> Result<Response, ErrorReply> {
+        group: &GroupName,
+    ) -> Result<(), Refusal<()>> {
         let pid = self.sessions.get(&client).map_or(0, |s| s.pid);
         let taken = self
             .sessions
             .values()
-            .any(|s| s.pid == pid && s.groups.contains(&group));
+            .any(|s| s.pid == pid && s.groups.contains(group));
         if taken {
-            return Err(ErrorReply::InvalidParam {
+            return Err(Refusal::Refused(ErrorReply::InvalidParam {
                 detail: format!("process {pid} already joined group {group}"),
-            });
+            }));
         }
-        self.submit_cpg(
-            now,
-            &CpgMsg::Join {
-                group: group.clone(),
-                pid,
-            },
-            Order::Agreed,
-        )?;
+        let msg = CpgMsg::Join {
+            group: group.clone(),
+            pid,
+        };
+        self.submit_cpg(now, &msg)?;
         self.sessions
             .entry(client)
             .or_default()
             .groups
-            .insert(group);
-        Ok(Response::Done)
+            .insert(group.clone());
+        Ok(())
     }
 
     fn leave_group(
         &mut self,
         now: MonoTime,
         client: ClientId,
-        group: GroupName,
-    ) -> Result<Response, ErrorReply> {
+        group: &GroupName,
+    ) -> Result<(), Refusal<()>> {
         let Some(session) = self.sessions.get(&client) else {
-            return Err(not_joined(&group));
+            return Err(Refusal::Refused(not_joined(group)));
         };
-        if !session.groups.contains(&group) {
-            return Err(not_joined(&group));
+        if !session.groups.contains(group) {
+            return Err(Refusal::Refused(not_joined(group)));
         }
-        let pid = session.pid;
         let msg = CpgMsg::Leave {
             group: group.clone(),
-            pid,
+            pid: session.pid,
             died: false,
         };
-        self.submit_cpg(now, &msg, Order::Agreed)?;
+        self.submit_cpg(now, &msg)?;
         if let Some(s) = self.sessions.get_mut(&client) {
-            s.groups.remove(&group);
+            s.groups.remove(group);
         }
-        Ok(Response::Done)
+        Ok(())
     }
 
+    /// Submits a client's multicast; when Totem's queue is full the payload comes back in
+    /// [`Refusal::Wait`] to be retried as it is.
     fn multicast(
         &mut self,
         now: MonoTime,
         client: ClientId,
-        group: GroupName,
+        group: &GroupName,
         ordering: ClientOrder,
         payload: Vec<u8>,
-    ) -> Result<Response, ErrorReply> {
+    ) -> Result<(), Refusal<Vec<u8>>> {
         let Some(session) = self.sessions.get(&client) else {
-            return Err(not_joined(&group));
+            return Err(Refusal::Refused(not_joined(group)));
         };
-        if !session.groups.contains(&group) {
-            return Err(not_joined(&group));
+        if !session.groups.contains(group) {
+            return Err(Refusal::Refused(not_joined(group)));
         }
         if payload.len() > MCAST_PAYLOAD_MAX {
-            return Err(ErrorReply::InvalidParam {
+            return Err(Refusal::Refused(ErrorReply::InvalidParam {
                 detail: format!(
                     "message of {} bytes exceeds the limit of {MCAST_PAYLOAD_MAX} bytes",
                     payload.len()
                 ),
-            });
+            }));
         }
-        let pid = session.pid;
         let order = match ordering {
             ClientOrder::Agreed => Order::Agreed,
             ClientOrder::Safe => Order::Safe,
         };
-        let msg = CpgMsg::Mcast {
-            group,
-            pid,
-            payload,
-        };
-        self.submit_cpg(now, &msg, order)?;
-        Ok(Response::Done)
+        let mut bytes = vec![Service::ProcessGroups as u8];
+        cpg::wire::encode_mcast(&mut bytes, group, session.pid, &payload).map_err(|e| {
+            Refusal::Refused(ErrorReply::InvalidParam {
+                detail: e.to_string(),
+            })
+        })?;
+        match self.submit_client(now, &bytes, order) {
+            Err(Refusal::Wait(())) => Err(Refusal::Wait(payload)),
+            Err(Refusal::Refused(e)) => Err(Refusal::Refused(e)),
+            Ok(()) => Ok(()),
+        }
     }
 
-    /// Submits a client's process-group message; a full queue is the client's TryAgain.
-    fn submit_cpg(&mut self, now: MonoTime, msg: &CpgMsg, order: Order) -> Result<(), ErrorReply> {
-        let mut body = Vec::new();
-        msg.encode(&mut body)
-            .map_err(|e| ErrorReply::InvalidParam {
+    /// Submits a client's join or leave.
+    fn submit_cpg(&mut self, now: MonoTime, msg: &CpgMsg) -> Result<(), Refusal<()>> {
+        let mut bytes = vec![Service::ProcessGroups as u8];
+        msg.encode(&mut bytes).map_err(|e| {
+            Refusal::Refused(ErrorReply::InvalidParam {
                 detail: e.to_string(),
-            })?;
-        let bytes = service::wrap(Service::ProcessGroups, &body);
+            })
+        })?;
+        self.submit_client(now, &bytes, Order::Agreed)
+    }
+
+    /// Submits a client's message to Totem; [`Refusal::Wait`] when its queue is full or the
+    /// daemon's own messages wait for room (they go first).
+    fn submit_client(
+        &mut self,
+        now: MonoTime,
+        bytes: &[u8],
+        order: Order,
+    ) -> Result<(), Refusal<()>> {
         if !self.internal.is_empty() {
-            // Internal messages go first; the client waits its turn.
-            return Err(ErrorReply::TryAgain);
+            return Err(Refusal::Wait(()));
         }
-        match self.srp.submit(now, &bytes, order) {
+        match self.srp.submit(now, bytes, order) {
             Ok(()) => Ok(()),
-            Err(SubmitError::QueueFull) => Err(ErrorReply::TryAgain),
-            Err(e) => Err(ErrorReply::Failed {
+            Err(SubmitError::QueueFull) => Err(Refusal::Wait(())),
+            Err(e) => Err(Refusal::Refused(ErrorReply::Failed {
                 detail: e.to_string(),
-            }),
+            })),
         }
     }
 
@@ -579,7 +683,12 @@ impl Core {
                     self.flags.stop.store(true, Ordering::SeqCst);
                 }
             }
-            totem::Action::SubmitReady => self.flush_internal(now),
+            totem::Action::SubmitReady => {
+                self.flush_internal(now);
+                if self.internal.is_empty() {
+                    self.clients_wait = false;
+                }
+            }
         }
     }
 
@@ -613,8 +722,9 @@ impl Core {
             payload,
         } = &msg
         {
-            let delivery = ClientDelivery {
-                group: group.clone(),
+            // Encoded once, written to every local member.
+            let delivery = DeliveryRef {
+                group,
                 sender: GroupMember {
                     node: from,
                     pid: *pid,
@@ -624,13 +734,17 @@ impl Core {
                     Order::Agreed => ClientOrder::Agreed,
                     Order::Safe => ClientOrder::Safe,
                 },
-                payload: payload.clone(),
+                payload,
+            };
+            let frame = match encode_frame(&delivery) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    tracing::error!("cannot encode a delivery for local clients: {e}");
+                    return;
+                }
             };
             for client in self.members_of(group) {
-                self.control.send(
-                    client,
-                    DaemonMessage::Event(ClientEvent::Delivery(delivery.clone())),
-                );
+                self.control.send_frame(client, &frame);
             }
             return;
         }
@@ -669,7 +783,7 @@ impl Core {
             for client in self.members_of(&change.group) {
                 self.control.send(
                     client,
-                    DaemonMessage::Event(ClientEvent::GroupMembership(event.clone())),
+                    &DaemonMessage::Event(ClientEvent::GroupMembership(event.clone())),
                 );
             }
         }
@@ -766,7 +880,7 @@ impl Core {
                 for client in subscribed {
                     self.control.send(
                         client,
-                        DaemonMessage::Event(ClientEvent::Quorum(event.clone())),
+                        &DaemonMessage::Event(ClientEvent::Quorum(event.clone())),
                     );
                 }
             }
@@ -882,13 +996,7 @@ impl Core {
                     })
                 })
                 .map_err(|detail| ErrorReply::Failed { detail });
-            self.control.send(
-                p.client,
-                DaemonMessage::Reply {
-                    request_id: p.request_id,
-                    result,
-                },
-            );
+            self.reply(p.client, p.request_id, result);
         }
     }
 

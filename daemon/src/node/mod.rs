@@ -1,13 +1,11 @@
-//! A running node: reads the configuration, starts the link set (one reactor thread per link),
-//! the control thread and a signal thread, and runs the core thread (Totem + votequorum +
-//! process groups) on the calling thread until SIGTERM.
+//! A running node: reads the configuration, starts the link set (one reactor thread per link)
+//! and a signal thread, and runs the core thread (Totem + votequorum + process groups + the
+//! control socket) on the calling thread until SIGTERM.
 //!
 //! ```text
 //! link reactors ──rx queues──▶ LinkSet::recv ─┐                 ┌─▶ LinkSet::send ─▶ reactors
 //!                                             ▼                 │
-//! control thread ──ToCore (bounded)──▶  core thread: Srp, Votequorum, ProcessGroups
-//!        ▲                                    │
-//!        └──────────ToControl (per-client outbox bound)──────────┘
+//! control socket ◀──────────▶  core thread: Srp, Votequorum, ProcessGroups, client sessions
 //! signal thread ──flags + waker──▶ core thread
 //! ```
 
@@ -35,7 +33,7 @@ use totem_core::totem::Srp;
 use totem_crypto::AuthKey;
 use totem_transport::linkset::{FrameCrypto, LinkSet};
 
-use self::core::{Core, CoreParts, Flags, Reloaded, WAKE};
+use self::core::{Core, CoreParts, Flags, Reloaded, CONTROL_FIRST_TOKEN, WAKE};
 use self::ringseq::RingSeqFile;
 use self::status::StaticInfo;
 use crate::config::model::{CryptoCipher, LinkMode as ConfLinkMode};
@@ -165,21 +163,12 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
 
     let poll = Poll::new().map_err(|e| other("poll", e))?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(|e| other("waker", e))?);
-    let (to_core, from_control) = crossbeam_channel::bounded(CONTROL_QUEUE_CAPACITY);
     let policy = match &opts.read_group {
         Some(g) => AccessPolicy::with_read_group(g).map_err(|e| other("read group", e))?,
         None => AccessPolicy::root_only(),
     };
-    let (server, control) = ControlServer::bind(&opts.socket, policy, to_core, Arc::clone(&waker))
+    let control = ControlServer::bind(&opts.socket, policy, poll.registry(), CONTROL_FIRST_TOKEN)
         .map_err(|e| other(&format!("control socket {}", opts.socket.display()), e))?;
-    let control_thread = std::thread::Builder::new()
-        .name("totemd-control".into())
-        .spawn(move || {
-            if let Err(e) = server.run() {
-                tracing::error!("[MAIN  ] control socket thread failed: {e}");
-            }
-        })
-        .map_err(|e| other("control thread", e))?;
 
     let flags = Arc::new(Flags::default());
     spawn_signal_thread(Arc::clone(&flags), Arc::clone(&waker))?;
@@ -219,8 +208,7 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
         quorum,
         links: Arc::clone(&links),
         poll,
-        control: control.clone(),
-        from_control,
+        control,
         flags,
         ringseq,
         info,
@@ -230,16 +218,11 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
     })
     .map_err(|e| other("core", e))?;
     let result = core.run().map_err(|e| other("core thread", e));
-    control.stop();
-    let _ = control_thread.join();
     if let Ok(links) = Arc::try_unwrap(links) {
         links.shutdown();
     }
     result
 }
-
-/// Requests waiting between the control thread and the core; a full queue answers TryAgain.
-const CONTROL_QUEUE_CAPACITY: usize = 1024;
 
 fn spawn_signal_thread(flags: Arc<Flags>, waker: Arc<Waker>) -> Result<(), StartError> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])

@@ -213,7 +213,7 @@ fn run(
                 seq: sent.load(AtomicOrdering::SeqCst),
             };
             match client.multicast(&group, Ordering::Agreed, &msg.encode()) {
-                Ok(()) => {
+                Ok(_) => {
                     sent.fetch_add(1, AtomicOrdering::SeqCst);
                     next_send = Instant::now() + SEND_INTERVAL;
                 }
@@ -242,6 +242,7 @@ fn run(
                     members: q.members,
                     quorate: q.quorate,
                 },
+                Event::MulticastRefused(r) => panic!("the daemon refused a load message: {r:?}"),
                 _ => continue,
             };
             log.lock().expect("log lock").push(entry);
