@@ -12,6 +12,7 @@ pub mod hgrm;
 pub mod hosts;
 pub mod latency;
 pub mod link;
+pub mod mcast;
 pub mod omping_fmt;
 pub mod ping;
 pub mod pps;
