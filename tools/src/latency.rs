@@ -109,8 +109,8 @@ pub fn run(
     opts: &LatencyOptions,
 ) -> Result<LatencyResult, ClientError> {
     let session = link.session();
-    client::exchange(link, server, &Body::Init, 0, |b| {
-        matches!(b, Body::Response { to } if *to == session).then_some(())
+    client::exchange(link, server, &Body::Init { group: None }, 0, |b| {
+        matches!(b, Body::Response { to, .. } if *to == session).then_some(())
     })?;
     let mut hist = stats::new_histogram();
     let mut seen = stats::SeenSet::default();

@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cli;
 pub mod client;
 pub mod cpu;
 pub mod hgrm;
 pub mod hosts;
 pub mod latency;
 pub mod link;
+pub mod mcast;
 pub mod omping_fmt;
 pub mod ping;
 pub mod pps;

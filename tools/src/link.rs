@@ -7,6 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use thiserror::Error;
 use totem_crypto::{AuthKey, FrameKey, Nonce, OpenError, Opener, Sealer, NONCE_LEN, TAG_LEN};
 use totem_transport::io::{
     self as linkio, Backend, BackendKind, Incoming, IoOptions, LinkIo, PathError, RecvSummary,
+    Waker,
 };
 
 use crate::wire::{self, Body, DecodeError, Header, FLAG_SEALED, HEADER_LEN};
@@ -183,6 +185,11 @@ impl Link {
         self.io.local_addr()
     }
 
+    /// A handle that makes a blocked [`Link::recv`] return, from another thread.
+    pub fn waker(&self) -> Waker {
+        self.io.waker()
+    }
+
     /// Datagrams waiting for [`Link::flush`].
     pub fn queued(&self) -> usize {
         self.out.len()
@@ -242,6 +249,13 @@ impl Link {
             Incoming::PathError(e) => f(Event::PathError(e)),
         })?;
         Ok(summary)
+    }
+}
+
+/// The socket, for socket options (multicast membership, TTL); never for I/O.
+impl AsFd for Link {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
     }
 }
 

@@ -63,7 +63,14 @@ pub fn serve(
         let mut lines: Vec<String> = Vec::new();
         link.recv(Some(Instant::now() + POLL_PERIOD), |event| match event {
             Event::Message { from, header, body, len } => match body {
-                Body::Init => replies.push((from, Body::Response { to: header.session }, 0)),
+                Body::Init { .. } => replies.push((
+                    from,
+                    Body::Response {
+                        to: header.session,
+                        group: None,
+                    },
+                    0,
+                )),
                 Body::Query { seq, sent_ns } => {
                     replies.push((from, Body::Answer { to: header.session, seq, sent_ns }, len))
                 }

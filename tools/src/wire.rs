@@ -12,13 +12,19 @@
 //! 8..16  session: the sender's random run id
 //! 16..   body (kind-specific), then zero padding up to the requested datagram size
 //! ```
+//!
+//! A multicast group in a body (totem-ping's `-m`, in init and response) is one family byte
+//! (0: none, 4: IPv4, 6: IPv6) followed by 0, 4 or 16 address bytes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
 /// Bytes that open every datagram of the tools.
 pub const MAGIC: [u8; 4] = *b"TTNT";
 /// Version of this format; a peer with another value gets a clear "different version" message.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version 2 added the multicast group to init and response.
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// Flag bit: the body is sealed (AES-256-GCM).
@@ -62,11 +68,16 @@ pub struct PpsReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Body {
     /// "I want to ping you": omping's init request.
-    Init,
+    Init {
+        /// totem-ping: the multicast group the sender listens on for answers (`-m`), if any.
+        group: Option<IpAddr>,
+    },
     /// Answer to an [`Body::Init`] of session `to`.
     Response {
         /// Session of the initiator.
         to: u64,
+        /// totem-ping: the group the responder multicasts its answers to, if any.
+        group: Option<IpAddr>,
     },
     /// A timed query (totem-ping, totem-latency).
     Query {
@@ -144,6 +155,8 @@ pub enum DecodeError {
     },
     #[error("unknown message kind {0}")]
     UnknownKind(u8),
+    #[error("unknown address family byte {0} in a multicast group field")]
+    BadFamily(u8),
 }
 
 /// Why a message could not be encoded.
@@ -156,7 +169,7 @@ pub enum EncodeError {
 impl Body {
     fn kind(&self) -> u8 {
         match self {
-            Body::Init => KIND_INIT,
+            Body::Init { .. } => KIND_INIT,
             Body::Response { .. } => KIND_RESPONSE,
             Body::Query { .. } => KIND_QUERY,
             Body::Answer { .. } => KIND_ANSWER,
@@ -171,10 +184,13 @@ impl Body {
 
     fn write_fields(&self, out: &mut Vec<u8>) {
         match *self {
-            Body::Init | Body::Done => {}
-            Body::Response { to } | Body::PpsReady { to } => {
-                out.extend_from_slice(&to.to_be_bytes())
+            Body::Done => {}
+            Body::Init { group } => write_group(out, group),
+            Body::Response { to, group } => {
+                out.extend_from_slice(&to.to_be_bytes());
+                write_group(out, group);
             }
+            Body::PpsReady { to } => out.extend_from_slice(&to.to_be_bytes()),
             Body::Query { seq, sent_ns } => {
                 out.extend_from_slice(&seq.to_be_bytes());
                 out.extend_from_slice(&sent_ns.to_be_bytes());
@@ -212,9 +228,12 @@ impl Body {
     fn read(kind: u8, b: &[u8], total: usize) -> Result<Body, DecodeError> {
         let mut r = Reader { b, total };
         let body = match kind {
-            KIND_INIT => Body::Init,
+            KIND_INIT => Body::Init { group: r.group()? },
             KIND_DONE => Body::Done,
-            KIND_RESPONSE => Body::Response { to: r.u64()? },
+            KIND_RESPONSE => Body::Response {
+                to: r.u64()?,
+                group: r.group()?,
+            },
             KIND_PPS_READY => Body::PpsReady { to: r.u64()? },
             KIND_QUERY => Body::Query {
                 seq: r.u32()?,
@@ -250,6 +269,27 @@ impl Body {
     }
 }
 
+/// Family byte of "no group" in a group field.
+const FAMILY_NONE: u8 = 0;
+/// Family byte of an IPv4 group.
+const FAMILY_V4: u8 = 4;
+/// Family byte of an IPv6 group.
+const FAMILY_V6: u8 = 6;
+
+fn write_group(out: &mut Vec<u8>, group: Option<IpAddr>) {
+    match group {
+        None => out.push(FAMILY_NONE),
+        Some(IpAddr::V4(a)) => {
+            out.push(FAMILY_V4);
+            out.extend_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            out.push(FAMILY_V6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     total: usize,
@@ -272,6 +312,14 @@ impl Reader<'_> {
     }
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.take()?))
+    }
+    fn group(&mut self) -> Result<Option<IpAddr>, DecodeError> {
+        match self.u8()? {
+            FAMILY_NONE => Ok(None),
+            FAMILY_V4 => Ok(Some(IpAddr::V4(Ipv4Addr::from(self.take::<4>()?)))),
+            FAMILY_V6 => Ok(Some(IpAddr::V6(Ipv6Addr::from(self.take::<16>()?)))),
+            other => Err(DecodeError::BadFamily(other)),
+        }
     }
 }
 
@@ -349,11 +397,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn any_group() -> impl Strategy<Value = Option<IpAddr>> {
+        prop_oneof![
+            Just(None),
+            any::<[u8; 4]>().prop_map(|a| Some(IpAddr::from(a))),
+            any::<[u8; 16]>().prop_map(|a| Some(IpAddr::from(a))),
+        ]
+    }
+
     fn any_body() -> impl Strategy<Value = Body> {
         prop_oneof![
-            Just(Body::Init),
+            any_group().prop_map(|group| Body::Init { group }),
             Just(Body::Done),
-            any::<u64>().prop_map(|to| Body::Response { to }),
+            (any::<u64>(), any_group()).prop_map(|(to, group)| Body::Response { to, group }),
             (any::<u32>(), any::<u64>()).prop_map(|(seq, sent_ns)| Body::Query { seq, sent_ns }),
             (any::<u64>(), any::<u32>(), any::<u64>())
                 .prop_map(|(to, seq, sent_ns)| Body::Answer { to, seq, sent_ns }),
@@ -414,7 +470,7 @@ mod tests {
     #[test]
     fn other_version_is_named() {
         let mut buf = Vec::new();
-        encode(&mut buf, 1, &Body::Init, 0).unwrap();
+        encode(&mut buf, 1, &Body::Init { group: None }, 0).unwrap();
         buf[4] = 9;
         assert_eq!(decode(&buf), Err(DecodeError::Version { got: 9 }));
         let msg = decode(&buf).unwrap_err().to_string();
@@ -425,6 +481,21 @@ mod tests {
     fn foreign_bytes_are_bad_magic() {
         assert_eq!(decode(&[0u8; 40]), Err(DecodeError::BadMagic));
         assert_eq!(decode(b"TTN"), Err(DecodeError::Truncated(3)));
-        assert!(encode(&mut Vec::new(), 1, &Body::Init, 70_000).is_err());
+        assert!(encode(&mut Vec::new(), 1, &Body::Init { group: None }, 70_000).is_err());
+    }
+
+    #[test]
+    fn group_fields_round_trip_and_bad_family_is_named() {
+        let group: IpAddr = "ff3e::4321:1234".parse().unwrap();
+        let body = Body::Response {
+            to: 5,
+            group: Some(group),
+        };
+        let mut buf = Vec::new();
+        encode(&mut buf, 1, &body, 69).unwrap();
+        assert_eq!(buf.len(), 69);
+        assert_eq!(decode(&buf).unwrap().1, body);
+        buf[HEADER_LEN + 8] = 9;
+        assert_eq!(decode(&buf), Err(DecodeError::BadFamily(9)));
     }
 }

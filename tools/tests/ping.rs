@@ -304,7 +304,7 @@ fn nftables_drop_is_detected_as_loss() {
 
 #[test]
 fn bad_input_gives_clear_messages() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["-i", "0.1", "127.0.0.1", "127.0.0.2"],
             "illegal number, -i argument 100 ms < 1000 ms. Use -F to force.",
@@ -314,9 +314,10 @@ fn bad_input_gives_clear_messages() {
             "Use -FF to force",
         ),
         (
-            &["-m", "239.1.1.1", "127.0.0.1"],
-            "multicast (-m) is not supported",
+            &["-m", "10.1.1.1", "127.0.0.1"],
+            "-m 10.1.1.1: not a multicast address",
         ),
+        (&["-M", "ssm", "127.0.0.1"], "-M ssm: not implemented"),
         (
             &["no-such-host.invalid", "127.0.0.1"],
             "cannot resolve host \"no-such-host.invalid\"",

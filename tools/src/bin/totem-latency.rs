@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use totem_tools::link::{self, LinkConfig};
+use totem_tools::cli::EndpointArgs;
+use totem_tools::link;
 use totem_tools::{client, hgrm, hosts, latency, server, svg};
-use totem_transport::io::Backend;
 
 /// Default UDP port of totem-latency.
 const DEFAULT_PORT: u16 = 4323;
@@ -16,22 +16,14 @@ const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
 #[command(
+    mut_arg("server", |a| a.help("Serve on ADDR[:PORT] (default port 4323) until interrupted")),
     name = "totem-latency",
     version,
     about = "Round-trip latency distribution: run --server on one end, --client on the other."
 )]
 struct Args {
-    /// Serve on ADDR[:PORT] (default port 4323) until interrupted.
-    #[arg(
-        long,
-        value_name = "ADDR[:PORT]",
-        conflicts_with = "client",
-        required_unless_present = "client"
-    )]
-    server: Option<String>,
-    /// Measure towards the server at ADDR[:PORT].
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    client: Option<String>,
+    #[command(flatten)]
+    end: EndpointArgs,
     /// Requests per second.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
@@ -41,15 +33,6 @@ struct Args {
     /// Request size on the wire, bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// I/O path: uring, mmsg or auto.
-    #[arg(long, default_value = "auto")]
-    io: Backend,
-    /// Seal datagrams with AES-256-GCM (both ends, same --key).
-    #[arg(long)]
-    encrypt: bool,
-    /// Authkey file for --encrypt.
-    #[arg(long, value_name = "FILE", default_value = totem_crypto::authkey::AUTHKEY_DEFAULT_PATH)]
-    key: PathBuf,
     /// Write HdrHistogram's percentile distribution (.hgrm, milliseconds) to FILE.
     #[arg(long, value_name = "FILE")]
     hgrm: Option<PathBuf>,
@@ -78,22 +61,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    let key = if args.encrypt {
-        match link::load_key(&args.key) {
-            Ok(k) => Some(k),
-            Err(e) => return fail(e),
-        }
-    } else {
-        None
-    };
-    let config = LinkConfig {
-        backend: args.io,
-        batch: totem_transport::io::BATCH_MAX_DEFAULT,
-        socket_buffer_bytes: None,
-        key,
+    let config = match args.end.link_config(totem_transport::io::BATCH_MAX_DEFAULT) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
     let stop = totem_tools::signals::stop_flag();
-    if let Some(addr) = &args.server {
+    if let Some(addr) = &args.end.server {
         let addr = match hosts::parse_endpoint(addr, DEFAULT_PORT) {
             Ok(a) => a,
             Err(e) => return fail(e),
@@ -112,14 +85,14 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    let Some(target) = &args.client else {
+    let Some(target) = &args.end.client else {
         return fail("give --server ADDR or --client ADDR");
     };
     let server_addr = match hosts::parse_endpoint(target, DEFAULT_PORT) {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let opts = match latency::validate(args.rate, args.duration, args.size, args.encrypt) {
+    let opts = match latency::validate(args.rate, args.duration, args.size, args.end.encrypt) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };

@@ -1,13 +1,12 @@
 //! totem-pps: packets per second a path sustains (see `totem_tools::pps`).
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use totem_tools::link::{self, LinkConfig};
+use totem_tools::cli::EndpointArgs;
+use totem_tools::link;
 use totem_tools::{hosts, pps, server};
-use totem_transport::io::Backend;
 
 /// Default UDP port of totem-pps.
 const DEFAULT_PORT: u16 = 4322;
@@ -16,22 +15,14 @@ const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
 #[command(
+    mut_arg("server", |a| a.help("Serve on ADDR[:PORT] (default port 4322) until interrupted")),
     name = "totem-pps",
     version,
     about = "Packet rate a path sustains: run --server on one end, --client on the other."
 )]
 struct Args {
-    /// Serve on ADDR[:PORT] (default port 4322) until interrupted.
-    #[arg(
-        long,
-        value_name = "ADDR[:PORT]",
-        conflicts_with = "client",
-        required_unless_present = "client"
-    )]
-    server: Option<String>,
-    /// Measure towards the server at ADDR[:PORT].
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    client: Option<String>,
+    #[command(flatten)]
+    end: EndpointArgs,
     /// Datagram size on the wire, bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -44,15 +35,6 @@ struct Args {
     /// Datagrams per send/receive batch (1..=1024).
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// I/O path: uring, mmsg or auto.
-    #[arg(long, default_value = "auto")]
-    io: Backend,
-    /// Seal datagrams with AES-256-GCM (both ends, same --key).
-    #[arg(long)]
-    encrypt: bool,
-    /// Authkey file for --encrypt.
-    #[arg(long, value_name = "FILE", default_value = totem_crypto::authkey::AUTHKEY_DEFAULT_PATH)]
-    key: PathBuf,
     /// Search the highest rate with loss under --max-loss.
     #[arg(long)]
     find_max: bool,
@@ -84,22 +66,12 @@ fn main() -> ExitCode {
     if !(1..=1024).contains(&args.batch) {
         return fail(format!("--batch {} must be 1..=1024", args.batch));
     }
-    let key = if args.encrypt {
-        match link::load_key(&args.key) {
-            Ok(k) => Some(k),
-            Err(e) => return fail(e),
-        }
-    } else {
-        None
-    };
-    let config = LinkConfig {
-        backend: args.io,
-        batch: args.batch,
-        socket_buffer_bytes: None,
-        key,
+    let config = match args.end.link_config(args.batch) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
     };
     let stop = totem_tools::signals::stop_flag();
-    if let Some(addr) = &args.server {
+    if let Some(addr) = &args.end.server {
         let addr = match hosts::parse_endpoint(addr, DEFAULT_PORT) {
             Ok(a) => a,
             Err(e) => return fail(e),
@@ -124,14 +96,14 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    let Some(target) = &args.client else {
+    let Some(target) = &args.end.client else {
         return fail("give --server ADDR or --client ADDR");
     };
     let server_addr = match hosts::parse_endpoint(target, DEFAULT_PORT) {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let opts = match pps::validate(args.size, args.duration, args.rate, args.encrypt) {
+    let opts = match pps::validate(args.size, args.duration, args.rate, args.end.encrypt) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };

@@ -1,11 +1,14 @@
 //! totem-ping's command line: omping's options and defaults (REFERENCE.md §6, omping `cli.c`),
 //! plus our `--local`, `--json`, `--io`, `--encrypt`/`--key`, `--size`.
+//!
+//! Multicast is off unless `-m ADDR` or `-M asm` is given (omping always multicasts; corosync 3
+//! links are unicast-only, so unicast is what most runs need).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, ValueEnum};
 use thiserror::Error;
 use totem_transport::io::Backend;
 
@@ -24,6 +27,17 @@ pub const MIN_SOCKET_BUFFER_BYTES: usize = 2048;
 /// Query datagram size, bytes (omping's messages were 69 bytes in our capture; ours are padded to
 /// the same size so per-reply `size=` reads the same).
 pub const DEFAULT_QUERY_BYTES: usize = 69;
+
+/// omping's `-M` transport methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Any-source multicast (omping's default).
+    Asm,
+    /// Source-specific multicast (not implemented).
+    Ssm,
+    /// IP broadcast (not implemented).
+    Ipbc,
+}
 
 /// The raw command line.
 #[derive(Debug, Parser)]
@@ -69,9 +83,14 @@ pub struct PingArgs {
     /// Seconds between queries (float).
     #[arg(short = 'i', value_name = "interval", default_value = "1")]
     pub interval: f64,
-    /// Multicast address (not supported: corosync 3/knet links are unicast-only).
+    /// Also test multicast, on this group (omping's default group with -M asm alone:
+    /// 232.43.211.234 or ff3e::4321:1234).
     #[arg(short = 'm', value_name = "mcast_addr")]
     pub mcast: Option<String>,
+    /// Multicast transport method: asm (any-source; turns multicast on). ssm and ipbc are not
+    /// implemented.
+    #[arg(short = 'M', value_name = "transport_method")]
+    pub method: Option<Method>,
     /// UDP port.
     #[arg(short = 'p', value_name = "port", default_value_t = DEFAULT_PORT)]
     pub port: u16,
@@ -84,7 +103,7 @@ pub struct PingArgs {
     /// Stop after this many seconds in total.
     #[arg(short = 'T', value_name = "timeout")]
     pub timeout: Option<f64>,
-    /// Multicast TTL (< 64 needs -F).
+    /// TTL of sent packets, multicast and unicast (< 64 needs -F).
     #[arg(short = 't', value_name = "ttl", default_value_t = DEFAULT_TTL)]
     pub ttl: u32,
     /// Seconds to wait for the last answers after the last query (default 3 x interval, at least
@@ -137,10 +156,16 @@ pub enum OptionError {
     SmallBuffer(char, usize),
     #[error("-4 and -6 are mutually exclusive")]
     BothFamilies,
-    #[error(
-        "multicast (-m) is not supported: corosync 3/knet links are unicast-only; run without -m"
-    )]
-    MulticastUnsupported,
+    #[error("-M {0}: not implemented (only asm, any-source multicast, is)")]
+    MethodNotImplemented(&'static str),
+    #[error("-m {0}: not a multicast address (IPv4 224.0.0.0/4 or IPv6 ff00::/8)")]
+    NotMulticast(String),
+    #[error("-m {addr} is an IPv{version} address but -{flag} was given")]
+    GroupFamily {
+        addr: String,
+        version: u8,
+        flag: char,
+    },
     #[error("--size {0} must be between {min} and 65507 bytes", min = crate::wire::HEADER_LEN + 12)]
     BadSize(usize),
     #[error("at least one remote host is required (list every host, this one included)")]
@@ -156,6 +181,13 @@ pub enum WaitForFinish {
     Forever,
 }
 
+/// Multicast settings (`-m`, `-M asm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McastOptions {
+    /// `-m` as given; `None`: omping's default group of the hosts' family.
+    pub group: Option<String>,
+}
+
 /// Validated options.
 #[derive(Debug, Clone)]
 pub struct PingOptions {
@@ -168,6 +200,10 @@ pub struct PingOptions {
     pub quiet: u8,
     pub verbose: u8,
     pub port: u16,
+    /// `-t`: TTL / hop limit of sent packets.
+    pub ttl: u32,
+    /// `Some` when multicast is tested too.
+    pub multicast: Option<McastOptions>,
     pub socket_buffer_bytes: Option<usize>,
     pub timeout: Option<Duration>,
     pub wait: WaitForFinish,
@@ -189,9 +225,7 @@ impl PingArgs {
         if self.ipv4 && self.ipv6 {
             return Err(OptionError::BothFamilies);
         }
-        if self.mcast.is_some() {
-            return Err(OptionError::MulticastUnsupported);
-        }
+        let multicast = self.multicast()?;
         let interval = seconds(self.interval)
             .ok_or_else(|| OptionError::BadInterval(self.interval.to_string()))?;
         let interval_ms = interval.as_millis() as u64;
@@ -240,13 +274,7 @@ impl PingArgs {
             return Err(OptionError::NoHosts);
         }
         Ok(PingOptions {
-            family: if self.ipv4 {
-                Family::V4
-            } else if self.ipv6 {
-                Family::V6
-            } else {
-                Family::Any
-            },
+            family: self.family(),
             count: self.count,
             interval,
             cont_stats: self.cont_stats,
@@ -255,6 +283,8 @@ impl PingArgs {
             quiet: self.quiet,
             verbose: self.verbose,
             port: self.port,
+            ttl: self.ttl,
+            multicast,
             socket_buffer_bytes: self.rcvbuf.max(self.sndbuf),
             timeout,
             wait,
@@ -265,6 +295,65 @@ impl PingArgs {
             size: self.size,
             hosts: self.hosts.clone(),
         })
+    }
+}
+
+impl PingArgs {
+    /// `-4`/`-6`, or the family of a literal `-m` address (omping takes the IP version from the
+    /// multicast address when neither is given).
+    fn family(&self) -> Family {
+        let literal = self.mcast.as_deref().and_then(|m| {
+            m.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        });
+        if self.ipv4 {
+            Family::V4
+        } else if self.ipv6 {
+            Family::V6
+        } else {
+            match literal {
+                Some(IpAddr::V4(_)) => Family::V4,
+                Some(IpAddr::V6(_)) => Family::V6,
+                None => Family::Any,
+            }
+        }
+    }
+
+    /// Multicast on or off, checking what can be checked without resolving names.
+    fn multicast(&self) -> Result<Option<McastOptions>, OptionError> {
+        match self.method {
+            Some(Method::Ssm) => return Err(OptionError::MethodNotImplemented("ssm")),
+            Some(Method::Ipbc) => return Err(OptionError::MethodNotImplemented("ipbc")),
+            Some(Method::Asm) | None => {}
+        }
+        if self.mcast.is_none() && self.method.is_none() {
+            return Ok(None);
+        }
+        if let Some(text) = &self.mcast {
+            let literal = text.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = literal.parse::<IpAddr>() {
+                if !ip.is_multicast() {
+                    return Err(OptionError::NotMulticast(text.clone()));
+                }
+                let flag = match ip {
+                    IpAddr::V4(_) if self.ipv6 => Some('6'),
+                    IpAddr::V6(_) if self.ipv4 => Some('4'),
+                    _ => None,
+                };
+                if let Some(flag) = flag {
+                    return Err(OptionError::GroupFamily {
+                        addr: text.clone(),
+                        version: crate::mcast::version(ip),
+                        flag,
+                    });
+                }
+            }
+        }
+        Ok(Some(McastOptions {
+            group: self.mcast.clone(),
+        }))
     }
 }
 
@@ -299,14 +388,72 @@ mod tests {
             OptionError::TtlNeedsForce(10)
         );
         assert_eq!(
-            args("-m 239.1.1.1 a").validate().unwrap_err(),
-            OptionError::MulticastUnsupported
-        );
-        assert_eq!(
             args("-R 100 a").validate().unwrap_err(),
             OptionError::SmallBuffer('R', 100)
         );
         assert_eq!(args("").validate().unwrap_err(), OptionError::NoHosts);
+    }
+
+    #[test]
+    fn multicast_options_are_checked() {
+        assert_eq!(args("a b").validate().unwrap().multicast, None);
+        let o = args("-m 239.1.1.1 a").validate().unwrap();
+        assert_eq!(
+            o.multicast,
+            Some(McastOptions {
+                group: Some("239.1.1.1".into())
+            })
+        );
+        assert_eq!(o.family, Family::V4);
+        assert_eq!(o.ttl, DEFAULT_TTL);
+        let o = args("-M asm a").validate().unwrap();
+        assert_eq!(o.multicast, Some(McastOptions { group: None }));
+        assert_eq!(o.family, Family::Any);
+        assert_eq!(args("-m ff3e::1 a").validate().unwrap().family, Family::V6);
+        assert_eq!(
+            args("-m 10.1.1.1 a").validate().unwrap_err(),
+            OptionError::NotMulticast("10.1.1.1".into())
+        );
+        assert_eq!(
+            args("-m fe80::1 a").validate().unwrap_err(),
+            OptionError::NotMulticast("fe80::1".into())
+        );
+        assert_eq!(
+            args("-6 -m 239.1.1.1 a").validate().unwrap_err(),
+            OptionError::GroupFamily {
+                addr: "239.1.1.1".into(),
+                version: 4,
+                flag: '6'
+            }
+        );
+        assert_eq!(
+            args("-4 -m ff3e::1 a").validate().unwrap_err(),
+            OptionError::GroupFamily {
+                addr: "ff3e::1".into(),
+                version: 6,
+                flag: '4'
+            }
+        );
+        assert_eq!(
+            args("-M ssm a").validate().unwrap_err(),
+            OptionError::MethodNotImplemented("ssm")
+        );
+        assert_eq!(
+            args("-M ipbc -m 239.1.1.1 a").validate().unwrap_err(),
+            OptionError::MethodNotImplemented("ipbc")
+        );
+        assert!(PingArgs::try_parse_from(["totem-ping", "-M", "bogus", "a"]).is_err());
+        assert_eq!(
+            args("-m 239.1.1.1 -t 1 a").validate().unwrap_err(),
+            OptionError::TtlNeedsForce(1)
+        );
+        assert_eq!(args("-m 239.1.1.1 -t 1 -F a").validate().unwrap().ttl, 1);
+        assert_eq!(
+            args("-m 239.1.1.1 -t 256 -F a").validate().unwrap_err(),
+            OptionError::BadTtl(256)
+        );
+        // A name is resolved (and checked) when the run starts.
+        assert!(args("-m some.group.name a").validate().is_ok());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! parsing omping-format lines, temporary keys and an nftables table that is always deleted.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod netns;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -134,22 +136,50 @@ pub fn parse_summary(line: &str) -> Option<Summary> {
     })
 }
 
-/// Parses a per-reply line: (host, seq, size, time_ms).
+/// Parses a unicast per-reply line: (host, seq, size, time_ms).
 pub fn parse_reply(line: &str) -> Option<(String, u32, usize, f64)> {
+    let r = parse_any_reply(line)?;
+    (r.cast == "uni").then_some((r.host, r.seq, r.size, r.time_ms))
+}
+
+/// A parsed omping per-reply line.
+#[derive(Debug, PartialEq)]
+pub struct ReplyLine {
+    pub host: String,
+    /// "uni" or "multi".
+    pub cast: String,
+    pub seq: u32,
+    pub dup: bool,
+    pub size: usize,
+    pub time_ms: f64,
+}
+
+/// Parses `HOST : %5scast, seq=N[ (dup)], size=N bytes, time=X.XXXms`.
+pub fn parse_any_reply(line: &str) -> Option<ReplyLine> {
     let (host, rest) = line.split_once(" : ")?;
-    let rest = rest.strip_prefix("  unicast, seq=")?;
+    let (cast, rest) = if let Some(r) = rest.strip_prefix("  unicast, seq=") {
+        ("uni", r)
+    } else {
+        ("multi", rest.strip_prefix("multicast, seq=")?)
+    };
     let (seq, rest) = rest.split_once(", size=")?;
+    let (seq, dup) = match seq.strip_suffix(" (dup)") {
+        Some(s) => (s, true),
+        None => (seq, false),
+    };
     let (size, rest) = rest.split_once(" bytes, time=")?;
     let time = rest.strip_suffix("ms")?;
     if time.split_once('.').map(|(_, d)| d.len()) != Some(3) {
         return None;
     }
-    Some((
-        host.trim_end().to_string(),
-        seq.parse().ok()?,
-        size.parse().ok()?,
-        time.parse().ok()?,
-    ))
+    Some(ReplyLine {
+        host: host.trim_end().to_string(),
+        cast: cast.to_string(),
+        seq: seq.parse().ok()?,
+        dup,
+        size: size.parse().ok()?,
+        time_ms: time.parse().ok()?,
+    })
 }
 
 /// Writes a 256-byte authkey filled from `seed` into `dir`.
@@ -212,7 +242,7 @@ fn nft(args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn nix_is_root() -> bool {
+pub fn nix_is_root() -> bool {
     // The uid without unsafe code: /proc/self/status "Uid:" real uid.
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -22,7 +22,7 @@ pub mod uring;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -434,6 +434,18 @@ fn log_fallback_once(e: &io::Error) {
     LOGGED.call_once(|| {
         tracing::warn!("io_uring unavailable ({e}); falling back to recvmmsg/sendmmsg")
     });
+}
+
+/// The bound socket, for socket options the link layer does not set itself (e.g. totem-ping's
+/// multicast group membership, TTL and outgoing interface). Options only: reading or writing
+/// through this descriptor would bypass (and on io_uring race with) the batched I/O.
+impl AsFd for LinkIo {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.inner {
+            Inner::Uring(io) => io.socket().as_fd(),
+            Inner::Mmsg(io) => io.socket().as_fd(),
+        }
+    }
 }
 
 impl LinkIo {

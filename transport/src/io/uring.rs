@@ -235,6 +235,9 @@ impl UringIo {
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
+    pub(crate) fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
     pub(crate) fn options(&self) -> &IoOptions {
         &self.opts
     }
