@@ -527,6 +527,66 @@ fn unreachable_hint_starts_membership_early() {
 }
 
 #[test]
+fn a_path_change_hint_resends_a_lost_token_at_once() {
+    let mut net = formed(3);
+    // The ring is idle and its representative (node 1) holds the token. The next token to node 2
+    // is lost, as on a link cut before the transport fails over.
+    let mut dropped = false;
+    net.drop = Some(Box::new(move |_, to, f| {
+        if to == 2 && matches!(f.body, Body::Token(_)) && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    net.submit(1, b"after the cut", Order::Agreed);
+    net.run_ms(100);
+    let delivered = |net: &Net, id| {
+        net.messages(id)
+            .iter()
+            .any(|(_, p)| p.as_slice() == b"after the cut")
+    };
+    assert!(
+        !delivered(&net, 1),
+        "without the hint the ring waits for token_retransmit"
+    );
+    // The transport fails the path to node 2 over: the lost token goes again at once.
+    let t0 = net.now;
+    for id in [1, 3] {
+        let now = net.now;
+        net.node(id).path_changed(now, 2);
+        net.drain(id);
+    }
+    net.run_queue();
+    assert_eq!(net.now, t0, "no timer was needed");
+    for id in 1..=3 {
+        assert!(delivered(&net, id), "node {id} has not delivered");
+    }
+    net.assert_one_ring(&[1, 2, 3]);
+}
+
+#[test]
+fn a_wrong_path_change_hint_changes_nothing() {
+    let mut net = formed(3);
+    let ring = net.assert_one_ring(&[1, 2, 3]);
+    for round in 0..20u32 {
+        for id in 1..=3 {
+            let now = net.now;
+            net.node(id).path_changed(now, 1 + (id + round) % 3);
+            net.drain(id);
+        }
+        net.submit(1 + round % 3, &round.to_le_bytes(), Order::Agreed);
+        net.run_ms(10);
+    }
+    net.run_ms(1000);
+    assert_eq!(net.assert_one_ring(&[1, 2, 3]), ring, "no reconfiguration");
+    let m1 = net.messages(1);
+    assert_eq!(m1.len(), 20);
+    assert_eq!(net.messages(2), m1);
+    assert_eq!(net.messages(3), m1);
+}
+
+#[test]
 fn a_wrong_unreachable_hint_only_costs_a_reconfiguration() {
     let mut net = formed(3);
     let now = net.now;

@@ -481,6 +481,20 @@ impl Sim {
         self.drain(i)
     }
 
+    /// Hands `node` a (possibly wrong) "path to `peer` changed" hint.
+    pub fn hint_path_changed(&mut self, node: NodeId, peer: NodeId) -> Result<(), Violation> {
+        let Some(i) = self.index(node) else {
+            return Ok(());
+        };
+        let now = self.nodes[i].clock.local(self.now_ns);
+        self.trace(|| format!("n{node}: hint path to {peer} changed"));
+        let Some(srp) = self.nodes[i].srp.as_mut() else {
+            return Ok(());
+        };
+        srp.path_changed(now, peer);
+        self.drain(i)
+    }
+
     /// Submits a client message of `len` bytes at `node` now; `Ok(None)` if the core refused it
     /// for back-pressure or because the node is down.
     pub fn submit(

@@ -419,7 +419,13 @@ fn inject_fault(sim: &mut Sim, faults: &FaultOptions, rng: &mut SimRng) -> Resul
             if let Some(n) = pick(rng, &live) {
                 let others: Vec<NodeId> = all.iter().copied().filter(|&p| p != n).collect();
                 if let Some(peer) = pick(rng, &others) {
-                    sim.hint_unreachable(n, peer)?;
+                    // Both transport hints, each possibly wrong: a failover of the path to
+                    // `peer`, or `peer` unreachable.
+                    if rng.index(2) == 0 {
+                        sim.hint_path_changed(n, peer)?;
+                    } else {
+                        sim.hint_unreachable(n, peer)?;
+                    }
                 }
             }
         }

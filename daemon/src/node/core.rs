@@ -27,6 +27,7 @@ use totem_client::proto::{
 use totem_core::quorum::{self, Votequorum};
 use totem_core::time::MonoTime;
 use totem_core::totem::{self, ConfKind, Order, Srp, SubmitError, MAX_MESSAGE_BYTES};
+use totem_transport::heartbeat::LinkEvent as HeartbeatEvent;
 use totem_transport::linkset::{Dest as LinkDest, Event as LinkEvent, LinkSet, SendError};
 
 use super::confchange;
@@ -313,7 +314,17 @@ impl Core {
                     self.links.recycle(data);
                     self.drain_actions(now);
                 }
-                LinkEvent::Link(change) => tracing::info!("[KNET  ] {change}"),
+                LinkEvent::Link(change) => {
+                    tracing::info!("[KNET  ] {change}");
+                    // A link to the peer failed (another may carry on): a token sent on it just
+                    // before is resent now rather than after token_retransmit.
+                    if let HeartbeatEvent::Suspect { host_id, .. }
+                    | HeartbeatEvent::LinkDown { host_id, .. } = change
+                    {
+                        self.srp.path_changed(now, host_id);
+                        self.drain_actions(now);
+                    }
+                }
                 LinkEvent::PeerUnreachable { node, link } => {
                     tracing::debug!("node {node} unreachable on link {link}");
                     self.srp.peer_unreachable(now, node);

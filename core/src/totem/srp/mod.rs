@@ -344,6 +344,35 @@ impl Srp {
         }
     }
 
+    /// A transport hint: the path to `node` just failed over (a link to it turned suspect or
+    /// went down while another carries on), so a frame sent to it shortly before may be lost.
+    /// When the token (or commit token) this node passed last went to `node` and nothing shows
+    /// it arrived yet, it is resent now instead of after `token_retransmit` (869 ms with
+    /// corosync's defaults on three nodes): a cut link then stalls the ring for the failover
+    /// detection, not for the retransmit timeout. Lost multicasts need nothing extra: the next
+    /// token's retransmit list recovers them. Harmless when wrong: a duplicate token is
+    /// discarded by its token sequence, and nothing else changes.
+    pub fn path_changed(&mut self, now: MonoTime, node: NodeId) {
+        if self.left_cluster || node == self.me {
+            return;
+        }
+        let Some((to, frame, _)) = self.tk.sent.clone() else {
+            return;
+        };
+        if to != node || !self.timers.is_set(Timer::TokenRetransmit) {
+            return;
+        }
+        tracing::debug!("totem: path to node {node} changed, resending the token now");
+        self.actions.push_back(Action::Send {
+            to: Dest::Node(to),
+            frame,
+        });
+        self.timers.set(
+            Timer::TokenRetransmit,
+            now.plus_ms(self.cfg.effective_token_retransmit_ms()),
+        );
+    }
+
     /// The next instant [`Srp::handle_timeout`] must be called, if any.
     pub fn poll_timeout(&self) -> Option<MonoTime> {
         if self.left_cluster {
