@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::proto::{
     encode_frame, ClientMessage, DaemonMessage, ErrorReply, Event, FillError, FrameError,
-    FrameReader, GroupName, LinksStatus, Membership, NodeId, Ordering, QuorumStatus, Request,
-    Response, MAX_MULTICAST_PAYLOAD_BYTES,
+    FrameReader, GroupName, JoinOptions, LinksStatus, Membership, NodeId, Ordering, QuorumStatus,
+    Request, Response, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 
 /// Control socket path when neither `--socket` nor [`SOCKET_ENV`] says otherwise (DESIGN.md
@@ -76,6 +76,12 @@ impl ClientError {
     /// Whether the daemon asked to retry later (back-pressure), as corosync's `CS_ERR_TRY_AGAIN`.
     pub fn is_try_again(&self) -> bool {
         matches!(self, ClientError::Daemon(ErrorReply::TryAgain))
+    }
+
+    /// Whether a multicast was refused because the local node is not quorate and the group was
+    /// joined with [`JoinOptions::require_quorum`]: nothing was sent; retry once quorate.
+    pub fn is_no_quorum(&self) -> bool {
+        matches!(self, ClientError::Daemon(ErrorReply::NoQuorum))
     }
 }
 
@@ -192,10 +198,23 @@ impl Client {
         self.request_done(Request::ReloadConfig)
     }
 
-    /// Joins `group`; its membership changes and deliveries then arrive as events.
+    /// Joins `group` with corosync CPG's semantics (multicasts are sent with or without
+    /// quorum); its membership changes and deliveries then arrive as events.
     pub fn join(&mut self, group: &GroupName) -> Result<(), ClientError> {
+        self.join_with(group, JoinOptions::default())
+    }
+
+    /// Joins `group` with `options`; with [`JoinOptions::require_quorum`] this connection's
+    /// multicasts to the group fail with [`ClientError::is_no_quorum`] while the local node is
+    /// not quorate.
+    pub fn join_with(
+        &mut self,
+        group: &GroupName,
+        options: JoinOptions,
+    ) -> Result<(), ClientError> {
         self.request_done(Request::JoinGroup {
             group: group.clone(),
+            options,
         })
     }
 
@@ -207,7 +226,10 @@ impl Client {
     }
 
     /// Multicasts `payload` to `group` with the given ordering. A [`ClientError::is_try_again`]
-    /// error means the daemon's queue is full: nothing was sent, retry later.
+    /// error means the daemon's queue is full: nothing was sent, retry later. A
+    /// [`ClientError::is_no_quorum`] error (only for a group joined with
+    /// [`JoinOptions::require_quorum`]) means the local node is not quorate: nothing was sent,
+    /// retry once a quorum event says quorate.
     pub fn multicast(
         &mut self,
         group: &GroupName,

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::fake_server::FakeServer;
 use common::snapshots::{self, State};
 use totem_client::proto::{
-    encode_frame, ErrorReply, Event, GroupName, LeaveReason, Ordering, QuorumChange, Request,
-    RingId, MAX_MULTICAST_PAYLOAD_BYTES,
+    encode_frame, ErrorReply, Event, GroupName, JoinOptions, LeaveReason, Ordering, QuorumChange,
+    Request, RingId, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 use totem_client::{Client, ClientError};
 
@@ -179,6 +179,38 @@ fn back_pressure_is_a_try_again_error_and_nothing_is_delivered() {
         panic!("expected a delivery");
     };
     assert_eq!(delivery.payload, b"later");
+}
+
+#[test]
+fn join_sends_cpg_semantics_and_join_with_asks_for_quorum() {
+    let server = FakeServer::start(State::AllUp);
+    let mut client = Client::connect(&server.path).expect("connects");
+    client.join(&group("cpg")).expect("joins");
+    let gated = JoinOptions {
+        require_quorum: true,
+    };
+    client.join_with(&group("gated"), gated).expect("joins");
+    let joins: Vec<(GroupName, JoinOptions)> = server
+        .requests_seen()
+        .into_iter()
+        .filter_map(|request| match request {
+            Request::JoinGroup { group, options } => Some((group, options)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        joins,
+        [
+            (group("cpg"), JoinOptions::default()),
+            (group("gated"), gated)
+        ]
+    );
+    assert!(!JoinOptions::default().require_quorum);
+    // The refusal is told apart from back-pressure.
+    let no_quorum = ClientError::Daemon(ErrorReply::NoQuorum);
+    assert!(no_quorum.is_no_quorum() && !no_quorum.is_try_again());
+    assert!(no_quorum.to_string().contains("no quorum"), "{no_quorum}");
+    assert!(!ClientError::Daemon(ErrorReply::TryAgain).is_no_quorum());
 }
 
 #[test]

@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use super::messages::MAX_MULTICAST_PAYLOAD_BYTES;
 
-/// Version byte of every frame this build sends and the only one it decodes.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version byte of every frame this build sends and the only one it decodes. Postcard encodes
+/// fields by position, so any change to a message's fields or variants bumps it. History:
+/// 1, the first; 2, `Request::JoinGroup` gained `options` and `ErrorReply` gained `NoQuorum`.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

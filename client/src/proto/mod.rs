@@ -31,8 +31,9 @@ pub use frame::{
 };
 pub use messages::{
     ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery, ErrorReply, Event,
-    GroupMember, GroupMembershipChange, GroupName, GroupNameError, LeaveReason, LeftMember,
-    Ordering, QuorumChange, Request, Response, MAX_GROUP_NAME_BYTES, MAX_MULTICAST_PAYLOAD_BYTES,
+    GroupMember, GroupMembershipChange, GroupName, GroupNameError, JoinOptions, LeaveReason,
+    LeftMember, Ordering, QuorumChange, Request, Response, MAX_GROUP_NAME_BYTES,
+    MAX_MULTICAST_PAYLOAD_BYTES,
 };
 pub use status::{
     ClusterInfo, LinkMode, LinksStatus, LocalLink, MemberNode, Membership, NodeId, NodeLinks,

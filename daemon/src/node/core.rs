@@ -6,7 +6,7 @@
 //! the state machines queued (frames to the link set, deliveries to process groups and
 //! votequorum, replies and events to the control thread) until none is left.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +18,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use totem_client::proto::{
     ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery as ClientDelivery,
-    ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, LeaveReason,
-    LeftMember, Ordering as ClientOrder, QuorumChange, Request, Response, RingId as ClientRingId,
+    ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, JoinOptions,
+    LeaveReason, LeftMember, Ordering as ClientOrder, QuorumChange, Request, Response,
+    RingId as ClientRingId,
 };
 use totem_core::quorum::{self, Votequorum};
 use totem_core::time::MonoTime;
@@ -32,6 +33,7 @@ use super::ringseq::RingSeqFile;
 use super::status::{self, StaticInfo};
 use crate::config::{self, SystemResolver};
 use crate::control::{ClientId, ControlHandle, ToCore};
+use crate::cpg::local::{not_joined, Joined};
 use crate::cpg::{self, CpgMsg, GroupChange, ProcessGroups, Reason};
 use crate::notify;
 use crate::service::{self, Service};
@@ -64,7 +66,7 @@ pub struct Flags {
 #[derive(Debug, Default)]
 struct Session {
     pid: u32,
-    groups: BTreeSet<GroupName>,
+    groups: Joined,
 }
 
 /// What a successful reload changes in the core.
@@ -362,7 +364,7 @@ impl Core {
             Request::ChangeConfig(_) => Err(ErrorReply::BadRequest {
                 detail: "configuration changes are answered once committed".into(),
             }),
-            Request::JoinGroup { group } => self.join_group(now, client, group),
+            Request::JoinGroup { group, options } => self.join_group(now, client, group, options),
             Request::LeaveGroup { group } => self.leave_group(now, client, group),
             Request::Multicast {
                 group,
@@ -377,6 +379,7 @@ impl Core {
         now: MonoTime,
         client: ClientId,
         group: GroupName,
+        options: JoinOptions,
     ) -> Result<Response, ErrorReply> {
         let pid = self.sessions.get(&client).map_or(0, |s| s.pid);
         let taken = self
@@ -400,7 +403,7 @@ impl Core {
             .entry(client)
             .or_default()
             .groups
-            .insert(group);
+            .insert(group, options);
         Ok(Response::Done)
     }
 
@@ -451,6 +454,8 @@ impl Core {
                 ),
             });
         }
+        // After the size check: a message too large stays refused whatever the quorum.
+        session.groups.may_send(&group, self.quorum.is_quorate())?;
         let pid = session.pid;
         let order = match ordering {
             ClientOrder::Agreed => Order::Agreed,
@@ -516,7 +521,7 @@ impl Core {
             return;
         };
         let now = self.now();
-        for group in session.groups {
+        for group in session.groups.names().cloned() {
             let msg = CpgMsg::Leave {
                 group,
                 pid: session.pid,
@@ -716,7 +721,7 @@ impl Core {
     fn local_members(&self) -> Vec<(GroupName, u32)> {
         let mut out = Vec::new();
         for s in self.sessions.values() {
-            for g in &s.groups {
+            for g in s.groups.names() {
                 out.push((g.clone(), s.pid));
             }
         }
@@ -921,12 +926,6 @@ impl Core {
             .map_err(|e| format!("writing {}: {e}", self.config_path.display()))?;
         self.reload()?;
         Ok(version)
-    }
-}
-
-fn not_joined(group: &GroupName) -> ErrorReply {
-    ErrorReply::InvalidParam {
-        detail: format!("this connection has not joined group {group}"),
     }
 }
 
