@@ -114,6 +114,10 @@ pub struct Core {
     /// Configuration commits this node proposed, by commit id: who to answer once delivered.
     pending_commits: BTreeMap<u64, PendingCommit>,
     next_commit: u64,
+    /// Expected votes a reload took from the nodelist that the membership refused (a node
+    /// `pvecm delnode` removed was still a member, so its votes still counted): applied at the
+    /// first membership that allows it.
+    pending_expected: Option<u32>,
 }
 
 /// A client waiting for its configuration change to come back through the ring.
@@ -199,6 +203,7 @@ impl Core {
             qdevice: parts.qdevice,
             pending_commits: BTreeMap::new(),
             next_commit: 0,
+            pending_expected: None,
         })
     }
 
@@ -343,13 +348,18 @@ impl Core {
                 &self.info,
                 &self.links.status(),
             ))),
-            Request::SetExpectedVotes { expected } => self
-                .quorum
-                .set_expected(expected)
-                .map(|()| Response::Done)
-                .map_err(|e| ErrorReply::InvalidParam {
-                    detail: e.to_string(),
-                }),
+            Request::SetExpectedVotes { expected } => {
+                let result = self.quorum.set_expected(expected);
+                if result.is_ok() {
+                    // The operator's value wins over one a reload left pending.
+                    self.pending_expected = None;
+                }
+                result
+                    .map(|()| Response::Done)
+                    .map_err(|e| ErrorReply::InvalidParam {
+                        detail: e.to_string(),
+                    })
+            }
             Request::SetVotes { node, votes } => self
                 .quorum
                 .set_votes(node.unwrap_or(self.me), votes)
@@ -701,6 +711,7 @@ impl Core {
                 tracing::info!("[TOTEM ] {line}");
                 let ring = change.ring_id;
                 self.quorum.handle_membership(now, ring, &change.members);
+                self.apply_pending_expected();
                 if let Some(device) = &self.qdevice {
                     device.membership(ring, &change.members);
                 }
@@ -778,6 +789,17 @@ impl Core {
         }
     }
 
+    /// Applies expected votes a reload could not apply, if the membership now allows it.
+    fn apply_pending_expected(&mut self) {
+        let Some(expected) = self.pending_expected else {
+            return;
+        };
+        if self.quorum.set_expected(expected).is_ok() {
+            tracing::info!("[CFG   ] expected_votes {expected} from the nodelist applied");
+            self.pending_expected = None;
+        }
+    }
+
     /// Reloads the configuration (SIGHUP or a control request) and applies what corosync applies
     /// live: links and addresses (done by the reloader on the link set), votes and expected votes.
     fn reload(&mut self) -> Result<(), String> {
@@ -801,8 +823,18 @@ impl Core {
             }
         }
         if let Some(expected) = reloaded.expected_votes {
-            if let Err(e) = self.quorum.set_expected(expected) {
-                tracing::warn!("[CFG   ] new expected_votes {expected} not applied: {e}");
+            match self.quorum.set_expected(expected) {
+                Ok(()) => self.pending_expected = None,
+                Err(e) => {
+                    // A node deleted from the nodelist still counts while it is a member;
+                    // corosync would then keep the higher value until someone runs
+                    // `pvecm expected`. Apply it once that node is gone instead.
+                    tracing::info!(
+                        "[CFG   ] new expected_votes {expected} not applicable yet ({e}); it \
+                         applies once the membership allows it"
+                    );
+                    self.pending_expected = Some(expected);
+                }
             }
         }
         tracing::info!("[CFG   ] configuration reloaded: {}", reloaded.summary);
