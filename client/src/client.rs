@@ -13,7 +13,7 @@
 //! writability while [`Client::wants_write`]) and call [`Client::try_next_event`] /
 //! [`Client::try_multicast`] / [`Client::flush`].
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -25,8 +25,8 @@ use nix::sys::time::TimeSpec;
 
 use crate::proto::{
     decode_frame, encode_frame, ClientMessage, DaemonMessage, ErrorReply, Event, FrameError,
-    GroupName, LinksStatus, Membership, MulticastRef, NodeId, Ordering, QuorumStatus, Request,
-    Response, MAX_MULTICAST_PAYLOAD_BYTES,
+    GroupName, JoinOptions, LinksStatus, Membership, MulticastRef, NodeId, Ordering, QuorumStatus,
+    Request, Response, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 
 /// Control socket path when neither `--socket` nor [`SOCKET_ENV`] says otherwise (DESIGN.md
@@ -95,6 +95,12 @@ impl ClientError {
     pub fn is_try_again(&self) -> bool {
         matches!(self, ClientError::Daemon(ErrorReply::TryAgain))
     }
+
+    /// Whether a multicast was refused because the local node is not quorate and the group was
+    /// joined with [`JoinOptions::require_quorum`]: nothing was sent; retry once quorate.
+    pub fn is_no_quorum(&self) -> bool {
+        matches!(self, ClientError::Daemon(ErrorReply::NoQuorum))
+    }
 }
 
 /// Bytes asked of the socket per read: deliveries arrive in batches, so one read takes many.
@@ -116,8 +122,11 @@ pub struct Client {
     out_pos: usize,
     next_request_id: RequestId,
     events: VecDeque<Event>,
-    /// Groups this connection joined (a multicast elsewhere is refused here, at once).
-    joined: BTreeSet<GroupName>,
+    /// Groups this connection joined, with their options (a multicast elsewhere is refused
+    /// here, at once).
+    joined: BTreeMap<GroupName, JoinOptions>,
+    /// Quorum as the last quorum event read from the socket said (`None` before the first).
+    quorate: Option<bool>,
 }
 
 impl Client {
@@ -142,7 +151,8 @@ impl Client {
             out_pos: 0,
             next_request_id: 1,
             events: VecDeque::new(),
-            joined: BTreeSet::new(),
+            joined: BTreeMap::new(),
+            quorate: None,
         })
     }
 
@@ -222,12 +232,25 @@ impl Client {
         self.request_done(Request::ReloadConfig)
     }
 
-    /// Joins `group`; its membership changes and deliveries then arrive as events.
+    /// Joins `group` with corosync CPG's semantics (multicasts are sent with or without
+    /// quorum); its membership changes and deliveries then arrive as events.
     pub fn join(&mut self, group: &GroupName) -> Result<(), ClientError> {
+        self.join_with(group, JoinOptions::default())
+    }
+
+    /// Joins `group` with `options`; with [`JoinOptions::require_quorum`] this connection's
+    /// multicasts to the group fail with [`ClientError::is_no_quorum`] while the local node is
+    /// not quorate.
+    pub fn join_with(
+        &mut self,
+        group: &GroupName,
+        options: JoinOptions,
+    ) -> Result<(), ClientError> {
         self.request_done(Request::JoinGroup {
             group: group.clone(),
+            options,
         })?;
-        self.joined.insert(group.clone());
+        self.joined.insert(group.clone(), options);
         Ok(())
     }
 
@@ -244,6 +267,12 @@ impl Client {
     /// not take more (back-pressure: Totem's queue is full). Returns once the message is
     /// written to the socket, with the request id a later [`Event::MulticastRefused`] would
     /// name. Events arriving while it waits are queued for [`Client::next_event`].
+    ///
+    /// For a group joined with [`JoinOptions::require_quorum`], a [`ClientError::is_no_quorum`]
+    /// error means the last quorum event this client read said not quorate: nothing was sent,
+    /// retry once a quorum event says quorate. A quorum loss the client has not read yet is
+    /// caught by the daemon: the message comes back as [`Event::MulticastRefused`] with
+    /// `ErrorReply::NoQuorum`.
     pub fn multicast(
         &mut self,
         group: &GroupName,
@@ -367,8 +396,11 @@ impl Client {
         if payload.len() > MAX_MULTICAST_PAYLOAD_BYTES {
             return Err(ClientError::PayloadTooLarge(payload.len()));
         }
-        if !self.joined.contains(group) {
+        let Some(options) = self.joined.get(group) else {
             return Err(ClientError::NotJoined(group.clone()));
+        };
+        if options.require_quorum && self.quorate == Some(false) {
+            return Err(ClientError::Daemon(ErrorReply::NoQuorum));
         }
         let request_id = self.take_request_id();
         let frame = encode_frame(&MulticastRef {
@@ -426,6 +458,9 @@ impl Client {
         match decode_frame::<DaemonMessage>(&self.inbuf[self.in_pos..]) {
             Ok((message, used)) => {
                 self.in_pos += used;
+                if let DaemonMessage::Event(Event::Quorum(change)) = &message {
+                    self.quorate = Some(change.quorate);
+                }
                 Ok(Some(message))
             }
             Err(FrameError::Truncated { .. }) => Ok(None),

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::fake_server::FakeServer;
 use common::snapshots::{self, State};
 use totem_client::proto::{
-    encode_frame, ErrorReply, Event, GroupName, LeaveReason, Ordering, QuorumChange, Request,
-    RingId, MAX_MULTICAST_PAYLOAD_BYTES,
+    encode_frame, ErrorReply, Event, GroupName, JoinOptions, LeaveReason, Ordering, QuorumChange,
+    Request, RingId, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 use totem_client::{Client, ClientError};
 
@@ -239,6 +239,74 @@ fn a_refused_multicast_comes_back_as_an_event_with_its_id() {
         panic!("expected a delivery");
     };
     assert_eq!(delivery.payload, b"c");
+}
+
+#[test]
+fn join_sends_cpg_semantics_and_join_with_asks_for_quorum() {
+    let server = FakeServer::start(State::AllUp);
+    let mut client = Client::connect(&server.path).expect("connects");
+    client.join(&group("cpg")).expect("joins");
+    let gated = JoinOptions {
+        require_quorum: true,
+    };
+    client.join_with(&group("gated"), gated).expect("joins");
+    let joins: Vec<(GroupName, JoinOptions)> = server
+        .requests_seen()
+        .into_iter()
+        .filter_map(|request| match request {
+            Request::JoinGroup { group, options } => Some((group, options)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        joins,
+        [
+            (group("cpg"), JoinOptions::default()),
+            (group("gated"), gated)
+        ]
+    );
+    assert!(!JoinOptions::default().require_quorum);
+    // The refusal is told apart from back-pressure.
+    let no_quorum = ClientError::Daemon(ErrorReply::NoQuorum);
+    assert!(no_quorum.is_no_quorum() && !no_quorum.is_try_again());
+    assert!(no_quorum.to_string().contains("no quorum"), "{no_quorum}");
+    assert!(!ClientError::Daemon(ErrorReply::TryAgain).is_no_quorum());
+}
+
+#[test]
+fn a_gated_group_refuses_locally_once_a_quorum_loss_was_read() {
+    let server = FakeServer::start(State::AllUp);
+    let name = group("gated");
+    let mut client = Client::connect(&server.path).expect("connects");
+    client
+        .join_with(
+            &name,
+            JoinOptions {
+                require_quorum: true,
+            },
+        )
+        .expect("joins");
+    let _ = expect_event(&mut client);
+    let change = |quorate| QuorumChange {
+        quorate,
+        ring_id: RingId { rep: 1, seq: 0x15 },
+        members: vec![1],
+    };
+    server.announce_quorum(change(false));
+    assert_eq!(expect_event(&mut client), Event::Quorum(change(false)));
+    let error = client
+        .multicast(&name, Ordering::Agreed, b"x")
+        .expect_err("not quorate");
+    assert!(error.is_no_quorum(), "{error}");
+    server.announce_quorum(change(true));
+    assert_eq!(expect_event(&mut client), Event::Quorum(change(true)));
+    client
+        .multicast(&name, Ordering::Agreed, b"y")
+        .expect("quorate again");
+    let Event::Delivery(delivery) = expect_event(&mut client) else {
+        panic!("expected a delivery");
+    };
+    assert_eq!(delivery.payload, b"y");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use totem_client::proto::{
     decode_frame, encode_frame, ClientMessage, ClusterInfo, DaemonMessage, Delivery, DeliveryRef,
     ErrorReply, Event, FrameError, FrameReader, GroupMember, GroupMembershipChange, GroupName,
-    LeaveReason, LeftMember, LinkMode, LinksStatus, LocalLink, MemberNode, Membership,
+    JoinOptions, LeaveReason, LeftMember, LinkMode, LinksStatus, LocalLink, MemberNode, Membership,
     MulticastRef, MulticastRefused, NodeLinks, Ordering, PeerLink, QdeviceDevice, QuorumChange,
     QuorumFlags, QuorumStatus, Request, Response, RingId, RttStats, LENGTH_PREFIX_BYTES,
     MAX_FRAME_BYTES, MAX_GROUP_NAME_BYTES, PROTOCOL_VERSION,
@@ -175,7 +175,10 @@ fn request() -> impl Strategy<Value = Request> {
         (option::of(any::<u32>()), any::<u32>())
             .prop_map(|(node, votes)| Request::SetVotes { node, votes }),
         Just(Request::ReloadConfig),
-        group_name().prop_map(|group| Request::JoinGroup { group }),
+        (group_name(), any::<bool>()).prop_map(|(group, require_quorum)| Request::JoinGroup {
+            group,
+            options: JoinOptions { require_quorum }
+        }),
         group_name().prop_map(|group| Request::LeaveGroup { group }),
         (group_name(), ordering(), vec(any::<u8>(), 0..512)).prop_map(
             |(group, ordering, payload)| Request::Multicast {
@@ -196,6 +199,7 @@ fn error_reply() -> impl Strategy<Value = ErrorReply> {
         (any::<u8>(), any::<u8>())
             .prop_map(|(daemon, client)| ErrorReply::VersionMismatch { daemon, client }),
         ".{0,20}".prop_map(|detail| ErrorReply::Failed { detail }),
+        Just(ErrorReply::NoQuorum),
     ]
 }
 
@@ -553,4 +557,32 @@ fn eof_inside_a_frame_is_reported() {
             "cut at {cut}: {result:?}"
         );
     }
+}
+
+#[test]
+fn join_options_follow_the_group_name_on_the_wire() {
+    let join = |require_quorum| ClientMessage {
+        request_id: 1,
+        request: Request::JoinGroup {
+            group: GroupName::new("g").expect("valid"),
+            options: JoinOptions { require_quorum },
+        },
+    };
+    // Length 6: version, request id 1, variant 6 (JoinGroup), name length 1, "g", the option.
+    let on = encode_frame(&join(true)).expect("encodes");
+    assert_eq!(on, [0, 0, 0, 6, PROTOCOL_VERSION, 1, 6, 1, b'g', 1]);
+    let off = encode_frame(&join(false)).expect("encodes");
+    assert_eq!(off, [0, 0, 0, 6, PROTOCOL_VERSION, 1, 6, 1, b'g', 0]);
+    // A version-1 client's join has no option byte: refused by its version byte, and without the
+    // option byte even under the current version.
+    let old = [0, 0, 0, 5, 1, 1, 6, 1, b'g'];
+    assert!(matches!(
+        decode_frame::<ClientMessage>(&old),
+        Err(FrameError::UnsupportedVersion { received: 1 })
+    ));
+    let short = [0, 0, 0, 5, PROTOCOL_VERSION, 1, 6, 1, b'g'];
+    assert!(matches!(
+        decode_frame::<ClientMessage>(&short),
+        Err(FrameError::Malformed(_))
+    ));
 }

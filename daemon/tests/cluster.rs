@@ -7,13 +7,18 @@
 //! only the clean-leave phase asserts a bound, and that bound is the protocol's token timeout,
 //! which a clean leave must beat by design.
 
-use std::collections::BTreeSet;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use totem_client::proto::{Event, GroupName, Ordering, QuorumStatus};
+use common::{DaemonFiles, Totemd};
+use totem_client::proto::{
+    encode_frame, ClientMessage, Event, GroupName, Ordering, QuorumStatus, Request,
+};
 use totem_client::Client;
 
 const NODES: u32 = 3;
@@ -23,7 +28,7 @@ const TOKEN_MS: u64 = 3000;
 struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
-    procs: Vec<Option<Child>>,
+    procs: BTreeMap<u32, Totemd>,
 }
 
 impl Cluster {
@@ -37,18 +42,11 @@ impl Cluster {
         .expect("chmod temp dir");
         // Ports unique to this run so parallel test runs and a demo cluster do not collide.
         let port = 21_000 + u16::try_from(std::process::id() % 4000).unwrap_or(0) * 2;
-        let key: Vec<u8> = (0..256u32).map(|i| (i * 7 + 3) as u8).collect();
-        let key_path = dir.path().join("authkey");
-        std::fs::write(&key_path, key).expect("authkey");
-        std::fs::set_permissions(
-            &key_path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o400),
-        )
-        .expect("chmod authkey");
+        common::write_authkey(&dir.path().join("authkey"), 7, 3);
         let c = Cluster {
             dir,
             port,
-            procs: (0..NODES).map(|_| None).collect(),
+            procs: BTreeMap::new(),
         };
         c.write_config(1, false, false);
         c
@@ -59,7 +57,7 @@ impl Cluster {
     }
 
     fn sock(&self, node: u32) -> PathBuf {
-        self.dir.path().join(format!("n{node}.sock"))
+        DaemonFiles::shared_dir(self.dir.path(), node).socket
     }
 
     fn write_config(&self, version: u32, second_link: bool, broken: bool) {
@@ -94,56 +92,18 @@ impl Cluster {
     }
 
     fn start(&mut self, node: u32) {
-        let log = std::fs::File::create(self.dir.path().join(format!("n{node}.log"))).expect("log");
-        let state = self.dir.path().join(format!("state{node}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_totemd"))
-            .arg("-f")
-            .arg("-c")
-            .arg(self.conf())
-            .arg("--authkey")
-            .arg(self.dir.path().join("authkey"))
-            .arg("--node")
-            .arg(format!("n{node}"))
-            .arg("--socket")
-            .arg(self.sock(node))
-            .arg("--state-dir")
-            .arg(state)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn totemd");
-        self.procs[idx(node)] = Some(child);
-    }
-
-    fn signal(&mut self, node: u32, sig: &str) {
-        if let Some(child) = self.procs[idx(node)].as_mut() {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string())
-                .status();
-        }
+        let files = DaemonFiles::shared_dir(self.dir.path(), node);
+        self.procs.insert(node, Totemd::spawn(&files, None));
     }
 
     fn stop(&mut self, node: u32, sig: &str) {
-        self.signal(node, sig);
-        if let Some(mut child) = self.procs[idx(node)].take() {
-            let _ = child.wait();
+        if let Some(daemon) = self.procs.remove(&node) {
+            daemon.stop(sig);
         }
     }
 
     fn client(&self, node: u32) -> Client {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match Client::connect(self.sock(node)) {
-                Ok(c) => return c,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("node {node}: cannot connect: {e}\n{}", self.log(node))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        common::connect(&self.sock(node), || self.log(node))
     }
 
     fn status(&self, node: u32) -> QuorumStatus {
@@ -151,49 +111,31 @@ impl Cluster {
     }
 
     fn members(&self, node: u32) -> BTreeSet<u32> {
-        self.status(node)
-            .membership
-            .nodes
-            .iter()
-            .map(|n| n.id)
-            .collect()
+        common::member_ids(&self.status(node))
     }
 
     /// Waits until `node` sees exactly `want` as members; returns how long it took.
     fn wait_members(&self, node: u32, want: &[u32], within: Duration) -> Duration {
         let want: BTreeSet<u32> = want.iter().copied().collect();
-        let start = Instant::now();
-        loop {
-            if self.members(node) == want {
-                return start.elapsed();
+        let what = format!("node {node} sees members {want:?}");
+        let ((), took) = common::wait_for(&what, within, || {
+            let has = self.members(node);
+            if has == want {
+                Ok(())
+            } else {
+                Err(format!("{has:?}\n{}", self.log(node)))
             }
-            if start.elapsed() > within {
-                panic!(
-                    "node {node} did not reach members {want:?} within {within:?} (has {:?})\n{}",
-                    self.members(node),
-                    self.log(node)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
+        took
+    }
+
+    fn log_path(&self, node: u32) -> PathBuf {
+        DaemonFiles::shared_dir(self.dir.path(), node).log
     }
 
     fn log(&self, node: u32) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("n{node}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(node)).unwrap_or_default()
     }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.procs.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn idx(node: u32) -> usize {
-    usize::try_from(node - 1).expect("small node id")
 }
 
 /// Collects `count` deliveries on `client`, as (sender node, payload).
@@ -441,11 +383,7 @@ fn three_daemons_on_loopback() {
 /// A process running as `nobody` asks for status and gets a clear refusal. Needs root (to
 /// switch user with setpriv) and python3 (a raw client that needs no build of ours).
 fn unauthorised_user_is_refused(sock: &Path) {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let root = common::is_root();
     // The system interpreter: one under root's home (pyenv) is not reachable by nobody.
     let python = Path::new("/usr/bin/python3");
     let setpriv = Command::new("which")
@@ -459,12 +397,12 @@ fn unauthorised_user_is_refused(sock: &Path) {
         );
         return;
     }
-    // A Status request in the current protocol version, sent as hex to the script.
-    let frame = totem_client::proto::encode_frame(&totem_client::proto::ClientMessage {
+    // A Status request in the current protocol version, handed to the script in hex.
+    let frame = encode_frame(&ClientMessage {
         request_id: 1,
-        request: totem_client::proto::Request::Status,
+        request: Request::Status,
     })
-    .expect("encodes");
+    .expect("encode a status request");
     let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
     let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(bytes.fromhex(sys.argv[2]))\ns.settimeout(5)\nsys.stdout.buffer.write(s.recv(4096))\n";
     let out = Command::new("setpriv")

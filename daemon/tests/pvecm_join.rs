@@ -6,31 +6,17 @@
 //! comes back with its old config); writing the configuration without quorum after
 //! `pvecm expected 1`. Each phase waits for a state with a generous deadline.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{field, DaemonFiles, Totemd};
 use totem_client::proto::QuorumStatus;
-use totem_client::Client;
 
 /// Deadline for a membership or quorum state (the protocol's timers are seconds).
 const STATE_DEADLINE: Duration = Duration::from_secs(40);
-
-/// `pvecm`, built next to `totemd` when the workspace did not build it yet.
-fn pvecm_binary() -> PathBuf {
-    let totemd = PathBuf::from(env!("CARGO_BIN_EXE_totemd"));
-    let dir = totemd.parent().expect("target dir").to_owned();
-    let pvecm = dir.join("pvecm");
-    let target_dir = dir.parent().expect("target root");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "totem-client", "--bin", "pvecm"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()
-        .expect("cargo build pvecm");
-    assert!(status.success(), "building pvecm failed");
-    assert!(pvecm.exists(), "{} missing", pvecm.display());
-    pvecm
-}
 
 struct Node {
     name: String,
@@ -47,15 +33,13 @@ impl Node {
     fn socket(&self) -> PathBuf {
         self.root.join("totemd.sock")
     }
-    fn pid(&self) -> Option<i32> {
+    fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.root.join("state/totemd.pid"))
             .ok()
             .and_then(|s| s.trim().parse().ok())
     }
     fn status(&self) -> Option<QuorumStatus> {
-        Client::connect(self.socket())
-            .and_then(|mut c| c.status())
-            .ok()
+        common::try_status(&self.socket())
     }
 }
 
@@ -85,7 +69,7 @@ impl Harness {
             .collect();
         Harness {
             _dir: dir,
-            pvecm: pvecm_binary(),
+            pvecm: common::pvecm_binary(),
             join_port: base + 1,
             link_port: base,
             nodes,
@@ -134,36 +118,19 @@ impl Harness {
         );
     }
 
+    /// Stops the daemon `pvecm` started on `node` (SIGTERM, as systemd would).
     fn stop(&self, node: usize) {
         if let Some(pid) = self.nodes[node].pid() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            let deadline = Instant::now() + STATE_DEADLINE;
-            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
-                // Reap if it is our grandchild's zombie: nothing to do, it is in its own group.
-                if std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.contains(") Z "))
-                {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            Totemd::adopt(pid).stop("TERM");
         }
     }
 
     fn wait_for(&self, node: usize, what: &str, check: impl Fn(&QuorumStatus) -> bool) {
-        let deadline = Instant::now() + STATE_DEADLINE;
-        loop {
-            if self.nodes[node].status().is_some_and(|s| check(&s)) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "n{}: {what} not reached; last status {:?}",
-                node + 1,
-                self.nodes[node].status()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let what = format!("n{}: {what}", node + 1);
+        common::wait_for(&what, STATE_DEADLINE, || match self.nodes[node].status() {
+            Some(s) if check(&s) => Ok(()),
+            last => Err(format!("{last:?}")),
+        });
     }
 }
 
@@ -173,13 +140,6 @@ impl Drop for Harness {
             self.stop(i);
         }
     }
-}
-
-fn field<'a>(text: &'a str, label: &str) -> &'a str {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {label:?} in {text}"))
 }
 
 #[test]
@@ -317,25 +277,17 @@ fn pvecm_create_add_delnode_expected_qdevice() {
     assert!(!h.nodes[1].config().contains("127.0.0.3"));
     let old = h.nodes[2].config();
     assert!(old.contains("127.0.0.3"), "n3 keeps its old file");
-    let mut restart = Command::new(env!("CARGO_BIN_EXE_totemd"))
-        .args(["-f", "-c"])
-        .arg(h.nodes[2].config_dir().join("corosync.conf"))
-        .arg("--authkey")
-        .arg(h.nodes[2].config_dir().join("authkey"))
-        .arg("--socket")
-        .arg(h.nodes[2].socket())
-        .arg("--state-dir")
-        .arg(h.nodes[2].root.join("state"))
-        .args(["--node", "n3"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("restart n3");
-    std::fs::write(
-        h.nodes[2].root.join("state/totemd.pid"),
-        restart.id().to_string(),
-    )
-    .expect("pid");
+    let restart = Totemd::spawn(
+        &DaemonFiles {
+            config: h.nodes[2].config_dir().join("corosync.conf"),
+            authkey: h.nodes[2].config_dir().join("authkey"),
+            node: "n3".into(),
+            socket: h.nodes[2].socket(),
+            state_dir: h.nodes[2].root.join("state"),
+            log: h.nodes[2].root.join("restart.log"),
+        },
+        None,
+    );
     std::thread::sleep(Duration::from_secs(5));
     let s1 = h.nodes[0].status().expect("n1 status");
     assert_eq!(
@@ -343,9 +295,7 @@ fn pvecm_create_add_delnode_expected_qdevice() {
         2,
         "the deleted node got back in: {s1:?}"
     );
-    h.stop(2);
-    let _ = restart.kill();
-    let _ = restart.wait();
+    restart.stop("TERM");
 
     // Without quorum the configuration cannot be written until `pvecm expected 1`.
     h.stop(1);

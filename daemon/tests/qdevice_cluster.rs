@@ -10,14 +10,17 @@
 //! it is looked up next to `totemd` in the same target directory (`.ci/run` builds all binaries
 //! before the tests) and the test skips with a printed reason when it is absent.
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{DaemonFiles, Totemd};
 use totem_client::proto::{QuorumFlags, QuorumStatus};
-use totem_client::Client;
 
 /// Nodes of the cluster under test.
 const NODES: u32 = 2;
@@ -174,19 +177,12 @@ fn start_arbiter(which: &Arbiter, dir: &Path) -> Result<(Qnetd, u16), String> {
 
 struct Cluster {
     dir: tempfile::TempDir,
-    procs: Vec<Option<Child>>,
+    procs: BTreeMap<u32, Totemd>,
 }
 
 impl Cluster {
     fn new(dir: tempfile::TempDir, ring_port: u16, qnetd_port: u16, timers: Timers) -> Cluster {
-        let key: Vec<u8> = (0..256u32).map(|i| (i * 13 + 5) as u8).collect();
-        let key_path = dir.path().join("authkey");
-        std::fs::write(&key_path, key).expect("authkey");
-        std::fs::set_permissions(
-            &key_path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o400),
-        )
-        .expect("chmod authkey");
+        common::write_authkey(&dir.path().join("authkey"), 13, 5);
         let mut text = format!(
             "totem {{\n  version: 2\n  cluster_name: qdtest{ring_port}\n  config_version: 1\n  ip_version: ipv4\n  secauth: on\n"
         );
@@ -211,65 +207,39 @@ impl Cluster {
         std::fs::write(dir.path().join("corosync.conf"), text).expect("config");
         Cluster {
             dir,
-            procs: (0..NODES).map(|_| None).collect(),
+            procs: BTreeMap::new(),
         }
     }
 
     fn sock(&self, node: u32) -> PathBuf {
-        self.dir.path().join(format!("n{node}.sock"))
+        DaemonFiles::shared_dir(self.dir.path(), node).socket
     }
 
     fn start(&mut self, node: u32) {
-        let log =
-            File::create(self.dir.path().join(format!("n{node}.log"))).expect("node log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_totemd"))
-            .arg("-f")
-            .arg("-c")
-            .arg(self.dir.path().join("corosync.conf"))
-            .arg("--authkey")
-            .arg(self.dir.path().join("authkey"))
-            .arg("--node")
-            .arg(format!("n{node}"))
-            .arg("--socket")
-            .arg(self.sock(node))
-            .arg("--state-dir")
-            .arg(self.dir.path().join(format!("state{node}")))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn totemd");
-        self.procs[idx(node)] = Some(child);
+        let files = DaemonFiles::shared_dir(self.dir.path(), node);
+        self.procs.insert(node, Totemd::spawn(&files, None));
     }
 
     fn fail(&mut self, node: u32, failure: Failure) {
         match failure {
             Failure::Kill => {
-                if let Some(mut child) = self.procs[idx(node)].take() {
-                    let _ = child.kill(); // SIGKILL
-                    let _ = child.wait();
+                if let Some(daemon) = self.procs.remove(&node) {
+                    daemon.stop("KILL");
                 }
             }
             Failure::Freeze => {
-                if let Some(child) = self.procs[idx(node)].as_ref() {
-                    let status = Command::new("kill")
-                        .arg("-STOP")
-                        .arg(child.id().to_string())
-                        .status()
-                        .expect("run kill -STOP");
-                    assert!(status.success(), "kill -STOP failed");
-                }
+                let daemon = self.procs.get(&node).expect("node runs");
+                assert!(daemon.signal("STOP"), "kill -STOP failed");
             }
         }
     }
 
-    fn status(&self, node: u32) -> Option<QuorumStatus> {
-        Client::connect(self.sock(node)).ok()?.status().ok()
+    fn log_path(&self, node: u32) -> PathBuf {
+        DaemonFiles::shared_dir(self.dir.path(), node).log
     }
 
     fn log(&self, node: u32) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("n{node}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(node)).unwrap_or_default()
     }
 
     /// Waits until `node`'s status satisfies `want`; returns how long it took.
@@ -280,36 +250,18 @@ impl Cluster {
         within: Duration,
         want: impl Fn(&QuorumStatus) -> bool,
     ) -> Duration {
-        let start = Instant::now();
-        let mut last = None;
-        loop {
-            if let Some(s) = self.status(node) {
-                if want(&s) {
-                    return start.elapsed();
-                }
-                last = Some(s);
+        let what = format!("node {node}: {what}");
+        let ((), took) = common::wait_for(&what, within, || {
+            match common::try_status(&self.sock(node)) {
+                Some(s) if want(&s) => Ok(()),
+                last => Err(format!(
+                    "{last:#?}\n--- node {node} log ---\n{}",
+                    self.log(node)
+                )),
             }
-            assert!(
-                start.elapsed() < within,
-                "node {node}: {what} not reached within {within:?}; last status {last:#?}\n--- node {node} log ---\n{}",
-                self.log(node)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
+        took
     }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.procs.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn idx(node: u32) -> usize {
-    usize::try_from(node - 1).expect("small node id")
 }
 
 fn members(s: &QuorumStatus) -> Vec<u32> {

@@ -9,10 +9,12 @@ use serde::Serialize;
 
 use super::messages::MAX_MULTICAST_PAYLOAD_BYTES;
 
-/// Version byte of every frame this build sends and the only one it decodes.
-///
-/// Version 2: multicasts are posted (no reply on success; refusals come as events).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Version byte of every frame this build sends and the only one it decodes. Postcard encodes
+/// fields by position, so any change to a message's fields or variants bumps it. History:
+/// 1, the first; 2 (development only), multicasts posted; 3, multicasts posted (no reply on
+/// success, refusals as `Event::MulticastRefused`), `Request::JoinGroup` gained `options` and
+/// `ErrorReply` gained `NoQuorum`.
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

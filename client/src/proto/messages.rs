@@ -84,6 +84,19 @@ pub enum Ordering {
     Safe,
 }
 
+/// How a connection joins a process group ([`Request::JoinGroup`], [`crate::Client::join_with`]).
+///
+/// The default is corosync CPG's behaviour: a partition that is not quorate still orders and
+/// delivers its members' messages among itself (Pacemaker and similar stacks rely on that).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JoinOptions {
+    /// Refuse this member's multicasts with [`ErrorReply::NoQuorum`] while the local node is
+    /// not quorate. Only sends are refused: joins, leaves and deliveries are not held back, and
+    /// a message the daemon accepted while quorate is still delivered (possibly inside the
+    /// non-quorate partition, if the ring broke before it was ordered).
+    pub require_quorum: bool,
+}
+
 /// A request from a client to the daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -112,6 +125,8 @@ pub enum Request {
     JoinGroup {
         /// Group to join.
         group: GroupName,
+        /// How (protocol version 2 and later).
+        options: JoinOptions,
     },
     /// Leave a process group.
     LeaveGroup {
@@ -250,6 +265,11 @@ pub enum ErrorReply {
         /// What failed.
         detail: String,
     },
+    /// The connection joined the group with [`JoinOptions::require_quorum`] and the local node
+    /// is not quorate: nothing was sent. Retry once a [`Event::Quorum`] says quorate (the
+    /// wording is pvecm's for a write without quorum).
+    #[error("cluster not ready - no quorum? (the group was joined with require_quorum)")]
+    NoQuorum,
 }
 
 /// A frame a client sends.

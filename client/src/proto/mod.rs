@@ -32,8 +32,8 @@ pub use frame::{
 };
 pub use messages::{
     ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, Delivery, DeliveryRef, ErrorReply,
-    Event, GroupMember, GroupMembershipChange, GroupName, GroupNameError, LeaveReason, LeftMember,
-    MulticastRef, MulticastRefused, Ordering, QuorumChange, Request, Response,
+    Event, GroupMember, GroupMembershipChange, GroupName, GroupNameError, JoinOptions, LeaveReason,
+    LeftMember, MulticastRef, MulticastRefused, Ordering, QuorumChange, Request, Response,
     MAX_GROUP_NAME_BYTES, MAX_MULTICAST_PAYLOAD_BYTES,
 };
 pub use status::{

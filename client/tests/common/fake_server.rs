@@ -243,7 +243,7 @@ fn handle(shared: &mut Shared, id: u32, message: ClientMessage) {
         Request::SetVotes { .. } | Request::ReloadConfig | Request::ChangeConfig(_) => {
             send(shared, id, &reply(request_id, Ok(Response::Done)));
         }
-        Request::JoinGroup { group } => {
+        Request::JoinGroup { group, .. } => {
             let joined = connection(shared, id).map(|connection| {
                 let fresh = !connection.groups.contains(&group);
                 if fresh {

@@ -11,6 +11,7 @@
 //! what the others believed about that node, so nodes that come out of different partitions
 //! converge once the syncs are delivered, and they are delivered in the same order everywhere.
 
+pub mod local;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};

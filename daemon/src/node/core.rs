@@ -9,7 +9,7 @@
 //! process groups and votequorum, replies and events to clients) until none is left, and then
 //! writes the clients' output, many frames per write.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +20,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use totem_client::proto::{
     encode_frame, ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, DeliveryRef,
-    ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, LeaveReason,
-    LeftMember, MulticastRefused, Ordering as ClientOrder, QuorumChange, Request, Response,
-    RingId as ClientRingId,
+    ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, JoinOptions,
+    LeaveReason, LeftMember, MulticastRefused, Ordering as ClientOrder, QuorumChange, Request,
+    Response, RingId as ClientRingId,
 };
 use totem_core::quorum::{self, Votequorum};
 use totem_core::time::MonoTime;
@@ -36,6 +36,7 @@ use super::ringseq::RingSeqFile;
 use super::status::{self, StaticInfo};
 use crate::config::{self, SystemResolver};
 use crate::control::{ClientId, ControlServer, Input};
+use crate::cpg::local::{not_joined, Joined};
 use crate::cpg::{self, CpgMsg, GroupChange, ProcessGroups, Reason};
 use crate::notify;
 use crate::service::{self, Service};
@@ -74,7 +75,7 @@ pub struct Flags {
 #[derive(Debug, Default)]
 struct Session {
     pid: u32,
-    groups: BTreeSet<GroupName>,
+    groups: Joined,
 }
 
 /// What a successful reload changes in the core.
@@ -124,6 +125,10 @@ pub struct Core {
     /// Configuration commits this node proposed, by commit id: who to answer once delivered.
     pending_commits: BTreeMap<u64, PendingCommit>,
     next_commit: u64,
+    /// Expected votes a reload took from the nodelist that the membership refused (a node
+    /// `pvecm delnode` removed was still a member, so its votes still counted): applied at the
+    /// first membership that allows it.
+    pending_expected: Option<u32>,
 }
 
 /// A client waiting for its configuration change to come back through the ring.
@@ -216,6 +221,7 @@ impl Core {
             qdevice: parts.qdevice,
             pending_commits: BTreeMap::new(),
             next_commit: 0,
+            pending_expected: None,
         })
     }
 
@@ -398,7 +404,9 @@ impl Core {
             },
             request @ (Request::JoinGroup { .. } | Request::LeaveGroup { .. }) => {
                 let result = match &request {
-                    Request::JoinGroup { group } => self.join_group(now, client, group),
+                    Request::JoinGroup { group, options } => {
+                        self.join_group(now, client, group, *options)
+                    }
                     Request::LeaveGroup { group } => self.leave_group(now, client, group),
                     _ => return,
                 };
@@ -449,13 +457,18 @@ impl Core {
                 &self.info,
                 &self.links.status(),
             ))),
-            Request::SetExpectedVotes { expected } => self
-                .quorum
-                .set_expected(expected)
-                .map(|()| Response::Done)
-                .map_err(|e| ErrorReply::InvalidParam {
-                    detail: e.to_string(),
-                }),
+            Request::SetExpectedVotes { expected } => {
+                let result = self.quorum.set_expected(expected);
+                if result.is_ok() {
+                    // The operator's value wins over one a reload left pending.
+                    self.pending_expected = None;
+                }
+                result
+                    .map(|()| Response::Done)
+                    .map_err(|e| ErrorReply::InvalidParam {
+                        detail: e.to_string(),
+                    })
+            }
             Request::SetVotes { node, votes } => self
                 .quorum
                 .set_votes(node.unwrap_or(self.me), votes)
@@ -481,6 +494,7 @@ impl Core {
         now: MonoTime,
         client: ClientId,
         group: &GroupName,
+        options: JoinOptions,
     ) -> Result<(), Refusal<()>> {
         let pid = self.sessions.get(&client).map_or(0, |s| s.pid);
         let taken = self
@@ -501,7 +515,7 @@ impl Core {
             .entry(client)
             .or_default()
             .groups
-            .insert(group.clone());
+            .insert(group.clone(), options);
         Ok(())
     }
 
@@ -553,6 +567,11 @@ impl Core {
                 ),
             }));
         }
+        // After the size check: a message too large stays refused whatever the quorum.
+        session
+            .groups
+            .may_send(group, self.quorum.is_quorate())
+            .map_err(Refusal::Refused)?;
         let order = match ordering {
             ClientOrder::Agreed => Order::Agreed,
             ClientOrder::Safe => Order::Safe,
@@ -631,7 +650,7 @@ impl Core {
             return;
         };
         let now = self.now();
-        for group in session.groups {
+        for group in session.groups.names().cloned() {
             let msg = CpgMsg::Leave {
                 group,
                 pid: session.pid,
@@ -821,6 +840,7 @@ impl Core {
                 tracing::info!("[TOTEM ] {line}");
                 let ring = change.ring_id;
                 self.quorum.handle_membership(now, ring, &change.members);
+                self.apply_pending_expected();
                 if let Some(device) = &self.qdevice {
                     device.membership(ring, &change.members);
                 }
@@ -841,7 +861,7 @@ impl Core {
     fn local_members(&self) -> Vec<(GroupName, u32)> {
         let mut out = Vec::new();
         for s in self.sessions.values() {
-            for g in &s.groups {
+            for g in s.groups.names() {
                 out.push((g.clone(), s.pid));
             }
         }
@@ -898,6 +918,17 @@ impl Core {
         }
     }
 
+    /// Applies expected votes a reload could not apply, if the membership now allows it.
+    fn apply_pending_expected(&mut self) {
+        let Some(expected) = self.pending_expected else {
+            return;
+        };
+        if self.quorum.set_expected(expected).is_ok() {
+            tracing::info!("[CFG   ] expected_votes {expected} from the nodelist applied");
+            self.pending_expected = None;
+        }
+    }
+
     /// Reloads the configuration (SIGHUP or a control request) and applies what corosync applies
     /// live: links and addresses (done by the reloader on the link set), votes and expected votes.
     fn reload(&mut self) -> Result<(), String> {
@@ -921,8 +952,18 @@ impl Core {
             }
         }
         if let Some(expected) = reloaded.expected_votes {
-            if let Err(e) = self.quorum.set_expected(expected) {
-                tracing::warn!("[CFG   ] new expected_votes {expected} not applied: {e}");
+            match self.quorum.set_expected(expected) {
+                Ok(()) => self.pending_expected = None,
+                Err(e) => {
+                    // A node deleted from the nodelist still counts while it is a member;
+                    // corosync would then keep the higher value until someone runs
+                    // `pvecm expected`. Apply it once that node is gone instead.
+                    tracing::info!(
+                        "[CFG   ] new expected_votes {expected} not applicable yet ({e}); it \
+                         applies once the membership allows it"
+                    );
+                    self.pending_expected = Some(expected);
+                }
             }
         }
         tracing::info!("[CFG   ] configuration reloaded: {}", reloaded.summary);
@@ -1040,12 +1081,6 @@ impl Core {
             .map_err(|e| format!("writing {}: {e}", self.config_path.display()))?;
         self.reload()?;
         Ok(version)
-    }
-}
-
-fn not_joined(group: &GroupName) -> ErrorReply {
-    ErrorReply::InvalidParam {
-        detail: format!("this connection has not joined group {group}"),
     }
 }
 

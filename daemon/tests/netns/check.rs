@@ -9,7 +9,9 @@
 //! * a sender's messages never skip inside one ring of a receiver, and a sender's own client
 //!   delivers every message the daemon accepted from it, without a gap;
 //! * [`complete`]: with no partition, every surviving client delivered every surviving sender's
-//!   messages.
+//!   messages (a client that joined later: from its first delivery of each sender on);
+//! * [`refused_while_inquorate`]: clients that joined with `require_quorum` got no multicast
+//!   accepted while their node was not quorate, and nobody delivered one.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -203,10 +205,13 @@ pub fn check(logs: &[Log]) -> Result<(), String> {
 }
 
 /// With no partition: every log of a client still running at the end (`survivors`: node,
-/// incarnation) delivered every message of every surviving sender.
+/// incarnation) delivered every message of every surviving sender. A client in `late` joined the
+/// group after the others had started sending: for it, each surviving sender's messages are due
+/// from the first one it delivered on (and it must have delivered at least one of each).
 pub fn complete(
     logs: &[Log],
     survivors: &[(u32, u32)],
+    late: &[(u32, u32)],
     sent: &BTreeMap<(u32, u32), u64>,
 ) -> Result<(), String> {
     let mut errors = Vec::new();
@@ -225,7 +230,27 @@ pub fn complete(
             if !survivors.contains(&(s_node, s_inc)) {
                 continue;
             }
-            let missing: Vec<u64> = (0..count)
+            let from = if late.contains(&(*node, *inc)) {
+                let first = got
+                    .iter()
+                    .filter(|m| m.node == s_node && m.incarnation == s_inc)
+                    .map(|m| m.seq)
+                    .min();
+                match first {
+                    Some(seq) => seq,
+                    None if count == 0 => 0,
+                    None => {
+                        errors.push(format!(
+                            "client n{node}#{inc} (joined late) delivered none of the {count} \
+                             messages of n{s_node}#{s_inc}"
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                0
+            };
+            let missing: Vec<u64> = (from..count)
                 .filter(|&seq| {
                     !got.contains(&MsgId {
                         node: s_node,
@@ -247,6 +272,83 @@ pub fn complete(
     if errors.is_empty() {
         Ok(())
     } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Multicasts a client may have counted as sent after the last quorum event it logged while
+/// inquorate: the load client posts a multicast and counts it at once; the quorum event can
+/// already wait in its queue, unread, and the daemon's refusal of that one message (which
+/// uncounts it) comes later. One at most, because a load client keeps one message in flight.
+const REPLY_OVERTAKES_EVENT: u64 = 1;
+
+/// For the clients on `nodes` (that joined with `require_quorum`): each saw its node not quorate
+/// at least once; no multicast of theirs was accepted while their log said so (beyond
+/// [`REPLY_OVERTAKES_EVENT`]); and no client delivered, in a ring the sender's node reported
+/// without quorum throughout, a message of that sender numbered at or after the count it had sent
+/// when it learned so: what a minority's clients sent during a partition was never delivered
+/// anywhere. Messages accepted before quorum was lost may still be delivered inside the minority.
+pub fn refused_while_inquorate(logs: &[Log], nodes: &[u32]) -> Result<(), String> {
+    let mut errors = Vec::new();
+    // (sender, ring it reported inquorate) → messages it had sent when it logged that.
+    let mut sent_at: BTreeMap<((u32, u32), RingKey), u64> = BTreeMap::new();
+    for (node, inc, entries) in logs.iter().filter(|l| nodes.contains(&l.0)) {
+        let who = format!("client n{node}#{inc}");
+        let configs: Vec<(RingKey, bool, u64)> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Config {
+                    ring,
+                    quorate,
+                    sent,
+                    ..
+                } => Some((key(ring), *quorate, *sent)),
+                Entry::Deliver { .. } => None,
+            })
+            .collect();
+        if configs.iter().all(|c| c.1) {
+            errors.push(format!("{who} never saw its node without quorum"));
+        }
+        // Rings the sender reported without quorum from first to last. A ring it reported both
+        // ways (the heal: the others' votes are counted a moment after the ring forms) legitimately
+        // orders what it sent once quorate; the count check below covers its inquorate moment.
+        for &(ring, quorate, sent) in &configs {
+            let quorate_later = configs.iter().any(|c| c.0 == ring && c.1);
+            if !quorate && !quorate_later {
+                sent_at.entry(((*node, *inc), ring)).or_insert(sent);
+            }
+        }
+        for pair in configs.windows(2) {
+            let (ring, quorate, before) = pair[0];
+            let after = pair[1].2;
+            if !quorate && after > before + REPLY_OVERTAKES_EVENT {
+                errors.push(format!(
+                    "{who}: {} multicasts accepted while not quorate (ring {ring:?})",
+                    after - before
+                ));
+            }
+        }
+    }
+    for (node, inc, entries) in logs {
+        for e in entries {
+            let Entry::Deliver { ring, msg } = e else {
+                continue;
+            };
+            let Some(&count) = sent_at.get(&((msg.node, msg.incarnation), key(ring))) else {
+                continue;
+            };
+            if msg.seq >= count {
+                errors.push(format!(
+                    "client n{node}#{inc} delivered {msg:?} in ring {ring:?}, where its sender was \
+                     not quorate after sending {count}"
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.truncate(30);
         Err(errors.join("\n"))
     }
 }
@@ -318,7 +420,72 @@ mod tests {
         assert!(check(&disagree).is_err());
         let mut sent = BTreeMap::new();
         sent.insert((1, 0), 2);
-        assert!(complete(&good, &[(1, 0), (2, 0)], &sent).is_err());
-        assert!(complete(&good, &[(1, 0)], &sent).is_ok());
+        assert!(complete(&good, &[(1, 0), (2, 0)], &[], &sent).is_err());
+        assert!(complete(&good, &[(1, 0)], &[], &sent).is_ok());
+        // A late joiner owes only what follows its first delivery of each sender, without a gap.
+        sent.insert((3, 0), 0);
+        assert!(complete(&late, &[(1, 0), (3, 0)], &[(3, 0)], &sent).is_ok());
+        assert!(complete(&late, &[(1, 0), (3, 0)], &[], &sent).is_err());
+        let late_gap: Vec<Log> = vec![(3, 0, vec![d(4, 1, 0), d(4, 1, 2)])];
+        sent.insert((1, 0), 3);
+        assert!(complete(&late_gap, &[(1, 0), (3, 0)], &[(3, 0)], &sent).is_err());
+    }
+
+    fn conf(seq_ring: u64, quorate: bool, sent: u64) -> Entry {
+        Entry::Config {
+            ring: ring(seq_ring),
+            members: vec![1],
+            quorate,
+            sent,
+        }
+    }
+
+    #[test]
+    fn sends_while_inquorate_are_violations() {
+        // Node 1 had sent 2 when it lost quorum in ring 8; its message 1, accepted before,
+        // is delivered in ring 8 (fine); nothing accepted until ring 12 is quorate.
+        let blocked: Vec<Log> = vec![(
+            1,
+            0,
+            vec![
+                conf(4, true, 0),
+                d(4, 1, 0),
+                conf(8, false, 2),
+                d(8, 1, 1),
+                conf(12, true, 2),
+                d(12, 1, 2),
+            ],
+        )];
+        assert_eq!(refused_while_inquorate(&blocked, &[1]), Ok(()));
+        // The healed ring reported inquorate, then quorate: what follows is sent legitimately.
+        let healed: Vec<Log> = vec![(
+            1,
+            0,
+            vec![
+                conf(8, false, 2),
+                conf(12, false, 2),
+                conf(12, true, 2),
+                d(12, 1, 2),
+                d(12, 1, 3),
+                conf(16, true, 4),
+            ],
+        )];
+        assert_eq!(refused_while_inquorate(&healed, &[1]), Ok(()));
+        // Accepted and delivered while inquorate.
+        let leaked: Vec<Log> = vec![(
+            1,
+            0,
+            vec![
+                conf(8, false, 1),
+                d(8, 1, 0),
+                d(8, 1, 1),
+                d(8, 1, 2),
+                conf(12, true, 3),
+            ],
+        )];
+        assert!(refused_while_inquorate(&leaked, &[1]).is_err());
+        // Never inquorate: the scenario did not test anything.
+        let quorate: Vec<Log> = vec![(1, 0, vec![conf(4, true, 0), d(4, 1, 0)])];
+        assert!(refused_while_inquorate(&quorate, &[1]).is_err());
     }
 }

@@ -1,5 +1,9 @@
-//! Load: one client thread per node that joins a group, multicasts numbered messages and records
-//! every delivery and membership event it sees, in order.
+//! Load: one client thread per node that joins a group with `require_quorum`, multicasts numbered
+//! messages and records every delivery and membership event it sees, in order. Multicasts are
+//! posted (no answer unless refused), so a client keeps one message in flight: it sends the next
+//! once its own delivery of the last came back. A multicast refused for lack of quorum (by the
+//! client library at once, or by the daemon later as a `MulticastRefused` event) is counted as
+//! blocked and retried later with the same number.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
@@ -7,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use totem_client::proto::{Event, GroupName, Ordering, RingId};
+use totem_client::proto::{ErrorReply, Event, GroupName, JoinOptions, Ordering, RingId};
 use totem_client::Client;
+
+use crate::common;
 
 /// Group every load client joins.
 pub const GROUP: &str = "netns-load";
@@ -16,6 +22,14 @@ pub const GROUP: &str = "netns-load";
 /// Pause between two multicasts of one client: about 200 messages/s per node, enough to keep the
 /// ring busy through every transition without starving the 2-core CI machine.
 const SEND_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Pause before retrying a multicast refused for lack of quorum.
+const RETRY_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How every load client joins [`GROUP`]: sends are refused while its node is not quorate.
+const JOIN: JoinOptions = JoinOptions {
+    require_quorum: true,
+};
 
 /// Quiet time after which the logs count as settled at the end of a scenario.
 /// Generous: an idle ring may hold the token (corosync's `hold`, REFERENCE.md §2.1) before the
@@ -56,11 +70,13 @@ impl MsgId {
 pub enum Entry {
     /// A message of the load group, ordered in `ring`.
     Deliver { ring: RingId, msg: MsgId },
-    /// The node membership changed (a new configuration).
+    /// The node membership or quorum changed (a new configuration).
     Config {
         ring: RingId,
         members: Vec<u32>,
         quorate: bool,
+        /// Own multicasts the daemon had accepted when the client logged this entry.
+        sent: u64,
     },
 }
 
@@ -72,6 +88,7 @@ pub struct Worker {
     pub incarnation: u32,
     log: Arc<Mutex<Vec<Entry>>>,
     sent: Arc<AtomicU64>,
+    blocked: Arc<AtomicU64>,
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     group_size: Arc<AtomicU64>,
@@ -83,14 +100,16 @@ impl Worker {
     pub fn start(node: u32, incarnation: u32, sock: PathBuf, send: bool) -> Worker {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new(AtomicU64::new(0));
+        let blocked = Arc::new(AtomicU64::new(0));
         let sending = Arc::new(AtomicBool::new(send));
         let stop = Arc::new(AtomicBool::new(false));
         let group_size = Arc::new(AtomicU64::new(0));
-        let mut client = connect(&sock);
+        let mut client = common::connect(&sock, String::new);
         let group = GroupName::new(GROUP).expect("group name");
-        client.join(&group).expect("join");
+        client.join_with(&group, JOIN).expect("join");
         let flags = Flags {
             sent: sent.clone(),
+            blocked: blocked.clone(),
             sending: sending.clone(),
             stop: stop.clone(),
             group_size: group_size.clone(),
@@ -104,11 +123,17 @@ impl Worker {
             incarnation,
             log,
             sent,
+            blocked,
             sending,
             stop,
             group_size,
             handle: Some(handle),
         }
+    }
+
+    /// Multicasts the daemon refused because the node was not quorate (each retried later).
+    pub fn blocked(&self) -> u64 {
+        self.blocked.load(AtomicOrdering::SeqCst)
     }
 
     /// Messages the daemon accepted so far.
@@ -171,20 +196,10 @@ impl Drop for Worker {
     }
 }
 
-fn connect(sock: &PathBuf) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match Client::connect(sock) {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("connect {}: {e}", sock.display()),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
 /// What a worker thread shares with its [`Worker`].
 struct Flags {
     sent: Arc<AtomicU64>,
+    blocked: Arc<AtomicU64>,
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     group_size: Arc<AtomicU64>,
@@ -200,24 +215,33 @@ fn run(
 ) -> Result<(), totem_client::ClientError> {
     let Flags {
         sent,
+        blocked,
         sending,
         stop,
         group_size,
     } = flags;
     let mut next_send = Instant::now();
+    // The posted multicast whose own delivery (or refusal) has not come back: (seq, request id).
+    let mut in_flight: Option<(u64, u32)> = None;
     while !stop.load(AtomicOrdering::SeqCst) {
-        if sending.load(AtomicOrdering::SeqCst) && Instant::now() >= next_send {
+        if in_flight.is_none()
+            && sending.load(AtomicOrdering::SeqCst)
+            && Instant::now() >= next_send
+        {
             let msg = MsgId {
                 node,
                 incarnation,
                 seq: sent.load(AtomicOrdering::SeqCst),
             };
             match client.multicast(&group, Ordering::Agreed, &msg.encode()) {
-                Ok(_) => {
+                Ok(request_id) => {
                     sent.fetch_add(1, AtomicOrdering::SeqCst);
-                    next_send = Instant::now() + SEND_INTERVAL;
+                    in_flight = Some((msg.seq, request_id));
                 }
-                Err(e) if e.is_try_again() => next_send = Instant::now() + SEND_INTERVAL * 4,
+                Err(e) if e.is_no_quorum() => {
+                    blocked.fetch_add(1, AtomicOrdering::SeqCst);
+                    next_send = Instant::now() + RETRY_INTERVAL;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -227,10 +251,17 @@ fn run(
         if let Some(event) = client.next_event(Some(wait))? {
             let entry = match event {
                 Event::Delivery(d) if d.group == group => match MsgId::decode(&d.payload) {
-                    Some(msg) => Entry::Deliver {
-                        ring: d.ring_id,
-                        msg,
-                    },
+                    Some(msg) => {
+                        let own = msg.node == node && msg.incarnation == incarnation;
+                        if own && in_flight.is_some_and(|(seq, _)| seq == msg.seq) {
+                            in_flight = None;
+                            next_send = Instant::now() + SEND_INTERVAL;
+                        }
+                        Entry::Deliver {
+                            ring: d.ring_id,
+                            msg,
+                        }
+                    }
                     None => panic!("undecodable load payload {:?}", d.payload),
                 },
                 Event::GroupMembership(m) if m.group == group => {
@@ -241,7 +272,19 @@ fn run(
                     ring: q.ring_id,
                     members: q.members,
                     quorate: q.quorate,
+                    sent: sent.load(AtomicOrdering::SeqCst),
                 },
+                Event::MulticastRefused(r)
+                    if r.error == ErrorReply::NoQuorum
+                        && in_flight.is_some_and(|(_, id)| id == r.request_id) =>
+                {
+                    // The quorum went before the client read of it: not sent after all.
+                    sent.fetch_sub(1, AtomicOrdering::SeqCst);
+                    blocked.fetch_add(1, AtomicOrdering::SeqCst);
+                    in_flight = None;
+                    next_send = Instant::now() + RETRY_INTERVAL;
+                    continue;
+                }
                 Event::MulticastRefused(r) => panic!("the daemon refused a load message: {r:?}"),
                 _ => continue,
             };
