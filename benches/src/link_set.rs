@@ -33,10 +33,11 @@ fn config(node: u32, backend: Backend, encrypted: bool) -> anyhow::Result<LinkSe
         cpu: None,
     }];
     if encrypted {
-        // A fixed bench key: both nodes must derive the same frame key.
+        // A fixed bench authkey: both nodes must derive the same per-node frame keys.
         let key =
             totem_crypto::AuthKey::from_bytes(&[0x42; 256]).map_err(|e| anyhow::anyhow!("{e}"))?;
-        cfg.crypto = Some(FrameCrypto::aes_gcm(&key, CLUSTER, 0)?);
+        let start = totem_crypto::NonceStart::random()?;
+        cfg.crypto = Some(FrameCrypto::aes_gcm(&key, CLUSTER, 0, node, start));
     }
     Ok(cfg)
 }

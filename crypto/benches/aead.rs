@@ -1,7 +1,10 @@
 //! AES-256-GCM seal + open per frame, three audited implementations side by side: RustCrypto
 //! `aes-gcm`, `ring` and `aws-lc-rs`, for 64, 1200 and 8192-byte payloads with a 32-byte header as
 //! AAD. The result chose the backend behind `totem_crypto` (see `src/aead.rs`); a fourth line
-//! measures the crate's own `Sealer` + `Opener` path so its overhead (nonce, replay window) shows.
+//! measures the crate's own `Sealer` + `Opener` path so its overhead (nonce, per-sender key lookup,
+//! replay window) shows. The `sender-key` group measures what a sender id costs the receiver:
+//! deriving one sender's key (done once per sender and key id), and a forged 64-byte frame naming
+//! a new sender id each time (the worst case a forger can force: one derivation per frame).
 //!
 //! Run: `nice -n -5 cargo bench -p totem-crypto --bench aead` (figures are medians of criterion's
 //! samples; the machine is shared, so compare lines of the same run, never runs of different days).
@@ -10,7 +13,9 @@ use criterion::measurement::WallTime;
 use criterion::{
     black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput,
 };
-use totem_crypto::{AuthKey, FrameKey, Nonce, Opener, Sealer, NONCE_LEN, TAG_LEN};
+use totem_crypto::{
+    AuthKey, ClusterKey, Nonce, NonceStart, OpenError, Opener, Sealer, NONCE_LEN, TAG_LEN,
+};
 
 /// Payload sizes the issue asks for: a small control frame, a frame fitting a 1280-byte IPv6 MTU,
 /// and a large fragment.
@@ -105,8 +110,9 @@ fn bench_aws_lc(group: &mut BenchmarkGroup<WallTime>, aad: &[u8], size: usize) {
 /// The crate's own path: nonce reservation, seal, open with key lookup and replay window.
 fn bench_totem_crypto(group: &mut BenchmarkGroup<WallTime>, aad: &[u8], size: usize) {
     let authkey = AuthKey::from_bytes(&[7u8; 256]).expect("authkey");
-    let mut sealer = Sealer::new(FrameKey::derive(&authkey, "bench", 0), [9, 9, 9, 9]);
-    let mut opener = Opener::new(FrameKey::derive(&authkey, "bench", 0));
+    let key = ClusterKey::derive(&authkey, "bench", 0);
+    let mut sealer = Sealer::new(&key, 1, NonceStart::new([9, 9, 9, 9], 0));
+    let mut opener = Opener::new(key);
     let mut payload = vec![0x5a_u8; size];
     group.bench_function("totem-crypto", |b| {
         b.iter(|| {
@@ -135,5 +141,48 @@ fn aead_backends(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, aead_backends);
+/// What sender ids cost a receiver: one key derivation, and a forged frame with a new sender id.
+fn sender_keys(c: &mut Criterion) {
+    let authkey = AuthKey::from_bytes(&[7u8; 256]).expect("authkey");
+    let key = ClusterKey::derive(&authkey, "bench", 0);
+    let mut group = c.benchmark_group("sender-key");
+    let mut sender = 0u32;
+    group.bench_function("derive", |b| {
+        b.iter(|| {
+            sender = sender.wrapping_add(1);
+            black_box(key.frame_key(sender));
+        })
+    });
+    // A genuine 64-byte frame of sender 1, presented under ever new sender ids.
+    let aad = [0xa5_u8; AAD_LEN_BYTES];
+    let mut sealer = Sealer::new(&key, 1, NonceStart::new([9, 9, 9, 9], 0));
+    let (key_id, nonce) = sealer.next_nonce().expect("nonce");
+    let mut sealed = vec![0x5a_u8; 64];
+    let tag = sealer
+        .seal_in_place(&nonce, &aad, &mut sealed)
+        .expect("seal");
+    let mut opener = Opener::new(key.clone());
+    let mut payload = sealed.clone();
+    let mut forged_id = 1u32;
+    group.bench_function("forged-frame-new-sender/64", |b| {
+        b.iter(|| {
+            forged_id = forged_id.wrapping_add(1).max(2);
+            payload.copy_from_slice(&sealed);
+            let result = opener.open_in_place(forged_id, key_id, &nonce, &aad, &mut payload, &tag);
+            assert_eq!(result, Err(OpenError::BadTag));
+        })
+    });
+    // The same forged frame under one known sender id (the cached key): a tag check only.
+    let mut opener = Opener::new(key);
+    group.bench_function("forged-frame-cached-sender/64", |b| {
+        b.iter(|| {
+            payload.copy_from_slice(&sealed);
+            let result = opener.open_in_place(2, key_id, &nonce, &aad, &mut payload, &tag);
+            assert_eq!(result, Err(OpenError::BadTag));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, aead_backends, sender_keys);
 criterion_main!(benches);

@@ -5,9 +5,12 @@
 //! sender's current boot (salt). Only authenticated frames reach it, so a forger can neither
 //! advance the window nor switch the salt.
 //!
-//! Reboots: a sender that restarts draws a new salt and counts from 0 again. An authenticated frame
-//! with an unknown salt therefore starts a fresh window; the replaced salt goes into a history of
-//! the last [`SALT_HISTORY_LEN`] salts, and frames carrying any of them are refused as replays.
+//! Reboots: a sender that restarts uses a new salt (its next boot number, or a random one) and a
+//! new random first counter. An authenticated frame with an unknown salt therefore starts a fresh
+//! window; the replaced salt goes into a history of the last [`SALT_HISTORY_LEN`] salts, and
+//! frames carrying any of them are refused as replays. The window assumes nothing about the order
+//! of salts (a node whose state directory was wiped restarts from a random boot number) or about
+//! where a boot's counter starts.
 //!
 //! Remaining limits, stated plainly:
 //! * A recorded frame from a boot older than the last [`SALT_HISTORY_LEN`] boots of that sender
@@ -17,8 +20,12 @@
 //!   frames no longer authenticate.
 //! * A receiver that restarts has no history at all: it accepts one window's worth of recorded
 //!   frames of any older boot of a sender under the same key until the sender's live frames arrive.
-//! * Two boots drawing the same 32-bit salt look like one boot to this window (probability per pair
-//!   2^-32); see `seal.rs` for what that means for nonce uniqueness.
+//! * Two boots of one sender with the same salt look like one boot to this window: the later
+//!   boot's frames count as counters of the earlier one (refused as [`Verdict::TooOld`] when its
+//!   random counter start lies below the earlier boot's, accepted otherwise) until the sender
+//!   reboots again. That takes a state directory restored from a backup and matching random salt
+//!   bits (2^-12 per restored boot), or a wiped one whose random restart salt hit a remembered
+//!   salt (see [`crate::nonce`]).
 //!
 //! The protocol above (totem ring ids and sequence numbers) rejects stale messages on its own; this
 //! window exists so the network cannot inject old frames cheaply.

@@ -48,7 +48,7 @@ struct Cli {
     /// The control socket clients connect to (also `TOTEMD_SOCKET`).
     #[arg(long, value_name = "PATH", env = "TOTEMD_SOCKET")]
     socket: Option<PathBuf>,
-    /// Directory for state that must survive restarts (the ring sequence).
+    /// Directory for state that must survive restarts (the ring sequence, the crypto boot counter).
     #[arg(long, value_name = "DIR", default_value = STATE_DIR_DEFAULT)]
     state_dir: PathBuf,
     /// Members of this group may read status through the control socket (root may do all).

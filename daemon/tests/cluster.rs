@@ -322,11 +322,19 @@ fn three_daemons_on_loopback() {
     }
     drop(watcher);
 
-    // The killed node restarts and rejoins.
+    // The killed node restarts and rejoins, sealing under a new boot number (nonce salt) that
+    // its peers take as a restart of its replay window.
+    let boot_file = cluster.dir.path().join("state3").join("bootcount_3");
+    let boot_before = read_boot(&boot_file);
     cluster.start(3);
     for n in 1..=NODES {
         cluster.wait_members(n, &[1, 2, 3], Duration::from_secs(30));
     }
+    assert_eq!(
+        read_boot(&boot_file),
+        boot_before.wrapping_add(1),
+        "each start advances the boot counter"
+    );
 
     // A clean stop: the others re-form without waiting for a token timeout.
     cluster.stop(2, "TERM");
@@ -378,6 +386,12 @@ fn three_daemons_on_loopback() {
     assert_eq!(cluster.members(1), [1, 2, 3].into_iter().collect());
 
     unauthorised_user_is_refused(&cluster.sock(1));
+}
+
+/// The boot number in a node's `bootcount_<id>` file.
+fn read_boot(path: &Path) -> u32 {
+    let text = std::fs::read_to_string(path).expect("boot counter file");
+    text.trim().parse().expect("boot counter is a number")
 }
 
 /// A process running as `nobody` asks for status and gets a clear refusal. Needs root (to

@@ -2,7 +2,15 @@
 //! plus optional AES-256-GCM sealing with totem-crypto, and decoding of [`crate::wire`] messages.
 //!
 //! Sealed datagram: `header (flag FLAG_SEALED, used as AAD) | key id | nonce (12) | ciphertext | tag`.
-//! The replay window is keyed by the low 32 bits of the sender's session.
+//!
+//! Keys: like the daemon's nodes, every run seals under its own key, derived from the authkey with
+//! the low 32 bits of its random session id as the sender id ([`sender_id`]); the receiver derives
+//! the sender's key from the session in the (authenticated) header, once per session, and keeps
+//! its replay window under the same id. The tools keep no state, so each run's nonces start at a
+//! random salt and a random counter below 2^63 (`NonceStart::random`): two runs reuse a nonce only
+//! if their 32-bit session ids match, then their salts, then their counter ranges overlap.
+//! Servers meet a new session per client run, so their sender table drops the session heard from
+//! least recently when full instead of refusing new clients.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +20,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use thiserror::Error;
-use totem_crypto::{AuthKey, FrameKey, Nonce, OpenError, Opener, Sealer, NONCE_LEN, TAG_LEN};
+use totem_crypto::{
+    AuthKey, ClusterKey, Nonce, NonceStart, OpenError, Opener, Sealer, WhenFull, NONCE_LEN, TAG_LEN,
+};
 use totem_transport::io::{
     self as linkio, Backend, BackendKind, Incoming, IoOptions, LinkIo, PathError, RecvSummary,
     Waker,
@@ -43,6 +53,8 @@ pub enum LinkError {
     Encode(#[from] wire::EncodeError),
     #[error("cannot seal a message: {0}")]
     Seal(#[from] totem_crypto::SealError),
+    #[error("cannot start the nonce sequence: {0}")]
+    Random(#[from] totem_crypto::RandomError),
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
 }
@@ -96,8 +108,8 @@ pub struct LinkConfig {
     pub batch: usize,
     /// SO_RCVBUF/SO_SNDBUF; `None`: the transport's default (8 MiB).
     pub socket_buffer_bytes: Option<usize>,
-    /// Frame key: `Some` seals every datagram.
-    pub key: Option<FrameKey>,
+    /// Key material: `Some` seals every datagram (each run under its own key, see the module doc).
+    pub key: Option<ClusterKey>,
 }
 
 /// Sealing and opening state when encryption is on.
@@ -106,13 +118,28 @@ struct Security {
     opener: Opener,
 }
 
-/// Loads the authkey at `path` and derives the tools' frame key from it.
-pub fn load_key(path: &Path) -> Result<FrameKey, LinkError> {
+impl Security {
+    /// Seals as the run with `session`; opens any run's frames.
+    fn new(key: &ClusterKey, session: u64, start: NonceStart) -> Security {
+        Security {
+            sealer: Sealer::new(key, sender_id(session), start),
+            opener: Opener::new(key.clone()).when_full(WhenFull::EvictLeastRecent),
+        }
+    }
+}
+
+/// The sender id a run's frames are sealed and opened under: the low 32 bits of its session.
+pub fn sender_id(session: u64) -> u32 {
+    session as u32
+}
+
+/// Loads the authkey at `path` and derives the tools' key material from it.
+pub fn load_key(path: &Path) -> Result<ClusterKey, LinkError> {
     let (key, _warning) = AuthKey::load(path).map_err(|source| LinkError::Key {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(FrameKey::derive(&key, TOOLS_KDF_LABEL, 0))
+    Ok(ClusterKey::derive(&key, TOOLS_KDF_LABEL, 0))
 }
 
 /// A bound socket speaking the tools' protocol.
@@ -145,10 +172,10 @@ impl Link {
             _ => LinkError::Open { addr, source },
         })?;
         let session = crate::random::u64();
-        let security = key.map(|key| Security {
-            sealer: Sealer::new(key.clone(), crate::random::salt()),
-            opener: Opener::new(key),
-        });
+        let security = match key {
+            Some(key) => Some(Security::new(&key, session, NonceStart::random()?)),
+            None => None,
+        };
         Ok(Link {
             io,
             session,
@@ -286,7 +313,7 @@ fn decode_datagram(
             };
             open_buf.clear();
             open_buf.extend_from_slice(body);
-            let sender = header.session as u32;
+            let sender = sender_id(header.session);
             match sec.opener.open_in_place_tag_suffix(
                 sender,
                 key_id,
@@ -315,13 +342,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The session [`seal`] puts in its headers.
+    const SESSION: u64 = 0xfeed;
+
     fn security(seed: u8) -> Security {
+        security_of(seed, SESSION)
+    }
+
+    fn security_of(seed: u8, session: u64) -> Security {
         let key = AuthKey::from_bytes(&[seed; 128]).unwrap();
-        let key = FrameKey::derive(&key, TOOLS_KDF_LABEL, 0);
-        Security {
-            sealer: Sealer::new(key.clone(), [1, 2, 3, 4]),
-            opener: Opener::new(key),
-        }
+        let key = ClusterKey::derive(&key, TOOLS_KDF_LABEL, 0);
+        Security::new(&key, session, NonceStart::random().unwrap())
     }
 
     fn from() -> SocketAddr {
@@ -331,7 +362,7 @@ mod tests {
     /// Seals like [`Link::queue`] without a socket.
     fn seal(sec: &mut Security, body: &Body, pad: usize) -> Vec<u8> {
         let mut buf = Vec::new();
-        wire::encode(&mut buf, 0xfeed, body, pad.saturating_sub(SEAL_OVERHEAD)).unwrap();
+        wire::encode(&mut buf, SESSION, body, pad.saturating_sub(SEAL_OVERHEAD)).unwrap();
         buf[6] |= FLAG_SEALED;
         let (key_id, nonce) = sec.sealer.next_nonce().unwrap();
         let (head, payload) = buf.split_at_mut(HEADER_LEN);
@@ -380,6 +411,35 @@ mod tests {
         match decode_datagram(&mut Some(security(1)), &mut buf, from(), &clear) {
             Event::Rejected {
                 reason: Rejection::UnexpectedClear,
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Two runs talk to each other: each opens the other's frames under the other's session,
+    /// and a frame whose header session is rewritten no longer opens.
+    #[test]
+    fn two_runs_open_each_others_frames_and_not_a_rewritten_session() {
+        let mut receiver = Some(security_of(1, 0xbeef));
+        let mut buf = Vec::new();
+        let body = Body::Init;
+        let datagram = seal(&mut security(1), &body, 120);
+        match decode_datagram(&mut receiver, &mut buf, from(), &datagram) {
+            Event::Message {
+                header, body: got, ..
+            } => {
+                assert_eq!(header.session, SESSION);
+                assert_eq!(got, body);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut rewritten = seal(&mut security(1), &body, 120);
+        // The session (header bytes 8..16) names the sender and its key.
+        rewritten[15] ^= 0x01;
+        match decode_datagram(&mut receiver, &mut buf, from(), &rewritten) {
+            Event::Rejected {
+                reason: Rejection::Auth(OpenError::BadTag),
                 ..
             } => {}
             other => panic!("{other:?}"),

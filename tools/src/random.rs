@@ -1,9 +1,9 @@
-//! Run ids and nonce salts from the kernel's random source.
+//! Run ids from the kernel's random source (nonce starts come from totem-crypto).
 
 use std::io::Read;
 
 /// `N` random bytes from /dev/urandom; falls back to clock and pid mixing when it cannot be read
-/// (the values only tell runs apart and salt nonces of a short benchmark run).
+/// (the values only tell runs apart).
 fn bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut out));
@@ -23,9 +23,4 @@ fn bytes<const N: usize>() -> [u8; N] {
 /// A random 64-bit value.
 pub fn u64() -> u64 {
     u64::from_be_bytes(bytes())
-}
-
-/// A random nonce salt for this run's sealer.
-pub fn salt() -> [u8; totem_crypto::SALT_LEN] {
-    bytes()
 }

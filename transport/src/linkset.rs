@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use totem_crypto::{AuthKey, FrameKey, Nonce, Opener, Sealer, SALT_LEN};
+use totem_crypto::{AuthKey, ClusterKey, Nonce, NonceStart, Opener, Sealer};
 
 use crate::dedupe::{Dedupe, DedupeCounters};
 use crate::frag::{
@@ -67,6 +67,12 @@ pub trait FrameSealer: Send + Sync {
         payload: &mut [u8],
         write_header: &mut WriteHeader<'_>,
     ) -> Option<[u8; TAG_LEN]>;
+
+    /// The node id whose key seals, when the key is bound to one (receivers derive the key from
+    /// the header's source node id, so [`LinkSet::start`] refuses a sealer of another node).
+    fn sender_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Opens frames: the receiver side of the AEAD, with its replay window per sender.
@@ -98,26 +104,23 @@ impl fmt::Debug for FrameCrypto {
     }
 }
 
-/// Where the per-boot nonce salt comes from.
-const URANDOM_PATH: &str = "/dev/urandom";
-
 impl FrameCrypto {
-    /// AES-256-GCM (totem-crypto) with the frame key derived from `authkey` for `cluster_name`
-    /// under key id `key_id`, and a random per-boot nonce salt. One sealer and one opener are
-    /// shared by the link reactors, each behind a mutex held for one frame.
+    /// AES-256-GCM (totem-crypto) with per-sender keys derived from `authkey` for `cluster_name`
+    /// under key id `key_id`: this node (`node_id`, which must be the link set's) seals under its
+    /// own key, with nonces from `start` (the daemon: [`NonceStart::for_boot`] with its persisted
+    /// boot counter; without state: [`NonceStart::random`]); each peer's key is derived on its
+    /// first frame and cached. Frames of node ids outside the peer list are dropped before they
+    /// reach the opener, so only configured peers' keys are ever derived. One sealer and one
+    /// opener are shared by the link reactors, each behind a mutex held for one frame.
     pub fn aes_gcm(
         authkey: &AuthKey,
         cluster_name: &str,
         key_id: u8,
-    ) -> std::io::Result<FrameCrypto> {
-        use std::io::Read;
-        let mut salt = [0u8; SALT_LEN];
-        std::fs::File::open(URANDOM_PATH)?.read_exact(&mut salt)?;
-        let key = FrameKey::derive(authkey, cluster_name, key_id);
-        Ok(FrameCrypto::from_parts(
-            Sealer::new(key.clone(), salt),
-            Opener::new(key),
-        ))
+        node_id: u32,
+        start: NonceStart,
+    ) -> FrameCrypto {
+        let key = ClusterKey::derive(authkey, cluster_name, key_id);
+        FrameCrypto::from_parts(Sealer::new(&key, node_id, start), Opener::new(key))
     }
 
     /// Wraps an existing sealer and opener (e.g. after installing a second key for rotation).
@@ -152,6 +155,10 @@ impl FrameSealer for SharedAead {
             return None;
         }
         sealer.seal_in_place(&nonce, header, payload).ok()
+    }
+
+    fn sender_id(&self) -> Option<u32> {
+        Some(lock(&self.sealer).sender())
     }
 }
 
@@ -484,6 +491,14 @@ impl LinkSet {
         }
         if let Err(e) = config.heartbeat.validate() {
             return bad(e.to_string());
+        }
+        if let Some(sealer_id) = config.crypto.as_ref().and_then(|c| c.sealer.sender_id()) {
+            if sealer_id != config.node_id {
+                return bad(format!(
+                    "frame key is node {sealer_id}'s but this link set is node {}",
+                    config.node_id
+                ));
+            }
         }
         let worst_overhead = config
             .links

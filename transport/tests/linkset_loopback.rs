@@ -270,6 +270,11 @@ fn key(fill: u8) -> totem_crypto::AuthKey {
     totem_crypto::AuthKey::from_bytes(&[fill; 256]).unwrap()
 }
 
+/// A random nonce start, as a node without a state directory would use.
+fn start() -> totem_crypto::NonceStart {
+    totem_crypto::NonceStart::random().unwrap()
+}
+
 #[test]
 fn encrypted_peers_talk_and_wrong_key_peer_is_ignored_and_counted() {
     use totem_transport::linkset::FrameCrypto;
@@ -285,9 +290,9 @@ fn encrypted_peers_talk_and_wrong_key_peer_is_ignored_and_counted() {
             .iter()
             .map(|s| config(s, backend, LinkMode::Passive, "sealed"))
             .collect();
-        configs[0].crypto = Some(FrameCrypto::aes_gcm(&key(1), "sealed", 0).unwrap());
-        configs[1].crypto = Some(FrameCrypto::aes_gcm(&key(1), "sealed", 0).unwrap());
-        configs[2].crypto = Some(FrameCrypto::aes_gcm(&key(2), "sealed", 0).unwrap()); // wrong key
+        configs[0].crypto = Some(FrameCrypto::aes_gcm(&key(1), "sealed", 0, 1, start()));
+        configs[1].crypto = Some(FrameCrypto::aes_gcm(&key(1), "sealed", 0, 2, start()));
+        configs[2].crypto = Some(FrameCrypto::aes_gcm(&key(2), "sealed", 0, 3, start())); // wrong key
         let sets = start_all(configs);
         let mut logs: Vec<Log> = (0..3).map(|_| Log::default()).collect();
         wait_links_up(&sets[0], &mut logs[0], &[(2, 0)]);
@@ -331,6 +336,27 @@ fn encrypted_peers_talk_and_wrong_key_peer_is_ignored_and_counted() {
     }
 }
 
+/// Receivers derive a sender's key from the header's node id, so a link set whose frame key is
+/// another node's would send frames nobody can open: refused at start.
+#[test]
+fn a_frame_key_of_another_node_is_refused_at_start() {
+    use totem_transport::linkset::{FrameCrypto, LinkSet};
+    let a = NodeSpec {
+        node_id: 1,
+        ip: "127.0.0.1",
+        priorities: vec![1],
+    };
+    let mut ca = config(&a, BACKENDS[1], LinkMode::Passive, "mismatch");
+    ca.crypto = Some(FrameCrypto::aes_gcm(&key(1), "mismatch", 0, 2, start()));
+    let Err(error) = LinkSet::start(ca) else {
+        panic!("a link set sealing under another node's key started");
+    };
+    assert!(
+        error.to_string().contains("node 2's"),
+        "unexpected error: {error}"
+    );
+}
+
 #[test]
 fn clear_and_encrypted_nodes_do_not_mix() {
     use totem_transport::linkset::FrameCrypto;
@@ -346,7 +372,7 @@ fn clear_and_encrypted_nodes_do_not_mix() {
             priorities: vec![1],
         };
         let mut ca = config(&a, backend, LinkMode::Passive, "mixed");
-        ca.crypto = Some(FrameCrypto::aes_gcm(&key(1), "mixed", 0).unwrap());
+        ca.crypto = Some(FrameCrypto::aes_gcm(&key(1), "mixed", 0, 1, start()));
         let sets = start_all(vec![ca, config(&b, backend, LinkMode::Passive, "mixed")]);
         let (mut la, mut lb) = (Log::default(), Log::default());
         pump(&sets[0], &mut la, Duration::from_millis(300), |_| false);

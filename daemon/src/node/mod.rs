@@ -12,6 +12,7 @@
 pub mod build;
 pub mod confchange;
 pub mod core;
+pub mod framekey;
 pub mod join;
 pub mod qdevice;
 pub mod ringseq;
@@ -30,8 +31,7 @@ use totem_client::proto::{ClusterInfo, LinkMode};
 use totem_core::quorum::Votequorum;
 use totem_core::time::MonoTime;
 use totem_core::totem::Srp;
-use totem_crypto::AuthKey;
-use totem_transport::linkset::{FrameCrypto, LinkSet};
+use totem_transport::linkset::LinkSet;
 
 use self::core::{Core, CoreParts, Flags, Reloaded, CONTROL_FIRST_TOKEN, WAKE};
 use self::ringseq::RingSeqFile;
@@ -49,7 +49,7 @@ pub struct Options {
     pub authkey: PathBuf,
     /// The control socket.
     pub socket: PathBuf,
-    /// Directory for the persisted ring sequence.
+    /// Directory for the persisted ring sequence and the crypto boot counter.
     pub state_dir: PathBuf,
     /// Which nodelist entry is this node, when several have local addresses.
     pub node: Option<String>,
@@ -129,12 +129,9 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
     let mut link_cfg = build::link_set_config(&loaded.config, &loaded.nodes, &local, &cluster_name)
         .map_err(|e| other("configuring links", e))?;
     if loaded.config.totem.effective_crypto().0 != CryptoCipher::None {
-        let (key, warning) = AuthKey::load(&opts.authkey).map_err(|e| other("authkey", e))?;
-        if let Some(w) = warning {
-            tracing::warn!("[MAIN  ] {w}");
-        }
-        link_cfg.crypto =
-            Some(FrameCrypto::aes_gcm(&key, &cluster_name, 1).map_err(|e| other("crypto", e))?);
+        let crypto = framekey::frame_crypto(&opts.authkey, &opts.state_dir, &cluster_name, me)
+            .map_err(|e| other("crypto", e))?;
+        link_cfg.crypto = Some(crypto);
     } else {
         tracing::warn!(
             "[MAIN  ] secauth is off: cluster traffic is neither encrypted nor authenticated"
