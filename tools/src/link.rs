@@ -423,7 +423,7 @@ mod tests {
     fn two_runs_open_each_others_frames_and_not_a_rewritten_session() {
         let mut receiver = Some(security_of(1, 0xbeef));
         let mut buf = Vec::new();
-        let body = Body::Init;
+        let body = Body::Init { group: None };
         let datagram = seal(&mut security(1), &body, 120);
         match decode_datagram(&mut receiver, &mut buf, from(), &datagram) {
             Event::Message {

@@ -23,7 +23,7 @@ use thiserror::Error;
 /// Bytes that open every datagram of the tools.
 pub const MAGIC: [u8; 4] = *b"TTNT";
 /// Version of this format; a peer with another value gets a clear "different version" message.
-/// Version 2 added the multicast group to init and response.
+/// Version 2 added the multicast group to init and response, and seals with per-sender keys.
 pub const PROTOCOL_VERSION: u8 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;

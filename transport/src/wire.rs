@@ -64,8 +64,10 @@ use sha2::{Digest, Sha256};
 
 /// First two bytes of every frame: ASCII "TD" (totemd).
 pub const MAGIC: u16 = 0x5444;
-/// The only header version this code speaks.
-pub const VERSION: u8 = 1;
+/// The only header version this code speaks. History: 1, the first; 2, sealed frames use the
+/// sender's own key (HKDF info names the sender node id), so a version-1 node could not open
+/// them: it drops them as another version instead of counting authentication failures.
+pub const VERSION: u8 = 2;
 /// Size of the frame header in bytes (see the diagram in the module doc).
 pub const HEADER_LEN: usize = 48;
 /// Size of the AES-GCM nonce carried in the header.
@@ -914,8 +916,13 @@ mod tests {
             Err(WireError::BadFragment { .. })
         ));
         let mut bad = buf;
-        bad[2] = 2;
-        assert_eq!(Header::decode(&bad), Err(WireError::UnsupportedVersion(2)));
+        bad[2] = VERSION + 1;
+        assert_eq!(
+            Header::decode(&bad),
+            Err(WireError::UnsupportedVersion(VERSION + 1))
+        );
+        bad[2] = 1; // the first version: other keys, refused by version before any crypto
+        assert_eq!(Header::decode(&bad), Err(WireError::UnsupportedVersion(1)));
     }
 
     #[test]
