@@ -566,6 +566,36 @@ fn a_path_change_hint_resends_a_lost_token_at_once() {
 }
 
 #[test]
+fn a_message_on_an_idle_ring_does_not_wait_for_the_hold_timer() {
+    // Whoever multicast last, a submit on any node of an idle ring (the representative holds
+    // the token) goes out without waiting for `hold` (685 ms with the defaults): the node that
+    // submits must know the token may be held and send a token-hold cancel.
+    for (nodes, last_sender, submitter) in [3u32, 5]
+        .into_iter()
+        .flat_map(|n| (1..=n).flat_map(move |l| (1..=n).map(move |s| (n, l, s))))
+    {
+        {
+            let mut net = formed(nodes);
+            net.submit(last_sender, b"before", Order::Agreed);
+            // Idle again: the representative holds the token (its hold timer, 685 ms, not yet due).
+            net.run_ms(100);
+            let t0 = net.now;
+            net.submit(submitter, b"after idle", Order::Agreed);
+            net.run_queue();
+            assert_eq!(net.now, t0);
+            for id in 1..=nodes {
+                assert_eq!(
+                    net.messages(id).last().map(|(_, p)| p.as_slice()),
+                    Some(&b"after idle"[..]),
+                    "{nodes} nodes, last sender {last_sender}, submitter {submitter}: node {id} \
+                     still waits"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_wrong_path_change_hint_changes_nothing() {
     let mut net = formed(3);
     let ring = net.assert_one_ring(&[1, 2, 3]);

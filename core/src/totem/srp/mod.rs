@@ -286,6 +286,11 @@ impl Srp {
                 self.timers.cancel(Timer::Hold);
                 self.forward_token(now, tok);
             } else if was_empty && self.tk.idle_rotations >= self.cfg.seqno_unchanged_const {
+                // The representative holds only after MORE than seqno_unchanged_const idle
+                // visits (see `on_token`), and no node's count lags the representative's by
+                // more than one visit, so every node that may find the token held sends the
+                // cancel (corosync: `my_seq_unchanged >= seqno_unchanged_const` on non-reps,
+                // `>` on the rep, `exec/totemsrp.c` message_handler_orf_token).
                 self.send(
                     Dest::All,
                     Body::TokenHoldCancel {
@@ -462,6 +467,11 @@ impl Srp {
             Body::CommitToken(c) => self.on_commit_token(now, c),
             Body::TokenHoldCancel { ring_id } => {
                 if self.state == State::Operational && ring_id == self.ring.id {
+                    // Someone has a message: the ring is no longer idle for anybody, so a
+                    // representative that has not held the token yet does not start to when it
+                    // arrives (the cancel may overtake the token); as corosync's
+                    // message_handler_token_hold_cancel (`my_seq_unchanged = 0`).
+                    self.tk.idle_rotations = 0;
                     if let Some(tok) = self.tk.held.take() {
                         self.timers.cancel(Timer::Hold);
                         self.forward_token(now, tok);
@@ -692,7 +702,7 @@ impl Srp {
 
         let hold = self.state == State::Operational
             && is_rep
-            && self.tk.idle_rotations >= self.cfg.seqno_unchanged_const
+            && self.tk.idle_rotations > self.cfg.seqno_unchanged_const
             && self.packer.is_empty()
             && !tok.install
             && (!self.cfg.cancel_token_hold_on_retransmit || tok.rtr.is_empty());
