@@ -21,7 +21,11 @@
 //! * The average RTT is knet's running mean over at most `latency_precision` (2048) samples.
 //!
 //! # Suspect (beyond knet)
-//! A link is **Suspect** when it is up and a ping has gone unanswered for `suspect_after`:
+//! A link is **Suspect** when it is up and has been silent — no pong and no other frame from
+//! the peer — for `suspect_after` since a ping went out, or a ping has gone unanswered for
+//! `SUSPECT_ONE_WAY_MULTIPLE × suspect_after` even though other frames arrive (a one-way
+//! failure). Under load a pong can queue behind data; frames that keep arriving show the peer
+//! alive, so an overloaded host does not flap its links to suspect:
 //!
 //! `suspect_after = min(max(4 × SRTT, SRTT + 4 × RTTVAR, suspect_floor), ping_timeout / 2)`
 //!
@@ -69,6 +73,9 @@ pub const PONG_TIMEOUT_BACKOFF_PERIOD: Duration = Duration::from_secs(1);
 pub const PONG_TIMEOUT_RTT_MULTIPLE: u32 = 2;
 /// A ping unanswered for this many smoothed RTTs makes an up link suspect (see module doc).
 pub const SUSPECT_RTT_MULTIPLE: u32 = 4;
+/// An unanswered ping makes the link suspect after this many `suspect_after` even while other
+/// frames from the peer keep arriving (our frames may not reach it: a one-way failure).
+pub const SUSPECT_ONE_WAY_MULTIPLE: u32 = 4;
 /// Weight of the RTT variation in the suspect threshold (RFC 6298's K = 4).
 pub const RTTVAR_MULTIPLE: u32 = 4;
 /// Lower bound of the suspect threshold (see module doc).
@@ -294,6 +301,13 @@ pub struct LinkHeartbeat {
     backoff: u32,
     backoff_adjusted_at: MonoTime,
     last_rx: Option<MonoTime>,
+    /// Latest data frame from this peer on any OTHER link (set by the caller, see
+    /// [`LinkHeartbeat::note_data_elsewhere`]).
+    data_elsewhere: Option<MonoTime>,
+    /// Last time `handle_timeout` ran the cross-link check.
+    cross_checked_at: Option<MonoTime>,
+    /// Latest data frame (not ping or pong) from the peer on this link.
+    last_data: Option<MonoTime>,
     /// Running average gap between received frames while traffic flows, nanoseconds.
     rx_gap_avg_ns: Option<u64>,
     expect_since: Option<MonoTime>,
@@ -335,6 +349,9 @@ impl LinkHeartbeat {
             backoff: PONG_TIMEOUT_BACKOFF_START,
             backoff_adjusted_at: now,
             last_rx: None,
+            data_elsewhere: None,
+            cross_checked_at: None,
+            last_data: None,
             rx_gap_avg_ns: None,
             expect_since: None,
             early_ping_sent: false,
@@ -460,18 +477,25 @@ impl LinkHeartbeat {
             ));
         }
         if self.connected && !self.suspect {
-            consider(
-                self.first_unanswered()
-                    .map(|sent| sent.saturating_add(self.suspect_after())),
-            );
+            if let Some(sent) = self.first_unanswered() {
+                let heard_since = self.last_rx.map_or(sent, |rx| rx.max(sent));
+                consider(Some(heard_since.saturating_add(self.suspect_after())));
+                consider(Some(
+                    sent.saturating_add(self.suspect_after() * SUSPECT_ONE_WAY_MULTIPLE),
+                ));
+            }
         }
         consider(self.early_ping_deadline());
+        consider(self.cross_link_check_at());
         next
     }
 
     /// Advances timers to `now`: backoff decay, down and suspect decisions, pings due.
     pub fn handle_timeout(&mut self, now: MonoTime) {
         self.decay_backoff(now);
+        if self.cross_link_check_at().is_some_and(|at| now >= at) {
+            self.cross_checked_at = Some(now);
+        }
         if let Some(pong_last) = self.pong_last {
             if now.saturating_since(pong_last) >= self.pong_timeout_adjusted() {
                 self.link_down(now);
@@ -526,6 +550,7 @@ impl LinkHeartbeat {
     /// A data frame from the peer arrived on this link (after authentication).
     pub fn handle_data(&mut self, now: MonoTime) {
         self.note_rx(now);
+        self.last_data = Some(now);
         if !self.connected && self.received_pongs > 0 {
             // knet's "fast data up" (threads_rx.c, REFERENCE §1.4).
             self.link_up();
@@ -535,6 +560,18 @@ impl LinkHeartbeat {
     /// A ping from the peer arrived on this link (it is alive; answering is the caller's job).
     pub fn handle_ping(&mut self, now: MonoTime) {
         self.note_rx(now);
+    }
+
+    /// The latest data frame from this peer arrived on a less preferred link at `at`. Data
+    /// there while this link, which carried data, is silent means the peer failed this link
+    /// over (it suspects it): this link turns suspect after `suspect_floor` of silence, without
+    /// waiting for a ping round trip or an RTT-inflated threshold. Pings and pongs on the other
+    /// link do not count (in passive mode they flow there all the time), and neither does data
+    /// moving to a more preferred link (a failback): the caller passes only the former.
+    pub fn note_data_elsewhere(&mut self, at: MonoTime) {
+        if self.data_elsewhere.map_or(true, |seen| at > seen) {
+            self.data_elsewhere = Some(at);
+        }
     }
 
     /// The caller expects a frame from this peer on this link soon (e.g. the protocol above is
@@ -606,20 +643,72 @@ impl LinkHeartbeat {
             .min()
     }
 
+    /// How long this link has been silent, when it carried data, has been silent for at
+    /// least `suspect_floor`, and the peer sent data on another link since.
+    fn silent_while_data_elsewhere(&self, now: MonoTime) -> Option<Duration> {
+        let (last_rx, last_data, elsewhere) =
+            (self.last_rx?, self.last_data?, self.data_elsewhere?);
+        // This link carried the peer's data until shortly before the data showed up elsewhere
+        // (a link that only carries pings, as the backup link in passive mode, never qualifies),
+        // and nothing at all, not even a pong, came on it since.
+        let moved = elsewhere > last_data
+            && elsewhere > last_rx
+            && elsewhere.saturating_since(last_data) <= self.config.ping_interval;
+        let silent_for = now.saturating_since(last_rx);
+        (moved && silent_for >= self.config.suspect_floor).then_some(silent_for)
+    }
+
+    /// When the cross-link rule should look again: at `suspect_floor` of silence after data,
+    /// then every `suspect_floor` until the early ping takes over or the data is a ping
+    /// interval old (a handful of wake-ups per silence).
+    fn cross_link_check_at(&self) -> Option<MonoTime> {
+        if !self.connected || self.suspect || self.early_ping_sent {
+            return None;
+        }
+        let last_rx = self.last_rx?;
+        let last_data = self.last_data?;
+        if last_data.saturating_add(self.config.ping_interval) < last_rx {
+            return None; // no recent data on this link: nothing to move away from it
+        }
+        let floor = self.config.suspect_floor;
+        let first = last_rx.saturating_add(floor);
+        Some(match self.cross_checked_at {
+            Some(checked) if checked >= first => checked.saturating_add(floor),
+            _ => first,
+        })
+    }
+
     fn check_suspect(&mut self, now: MonoTime) {
         if !self.connected || self.suspect {
             return;
         }
-        let Some(sent) = self.first_unanswered() else {
-            return;
-        };
-        let silent_for = now.saturating_since(sent);
-        if silent_for >= self.suspect_after() {
+        if let Some(silent_for) = self.silent_while_data_elsewhere(now) {
             self.suspect = true;
             self.push_event(LinkEvent::Suspect {
                 host_id: self.host_id,
                 link: self.link,
                 silent_for,
+            });
+            return;
+        }
+        let Some(sent) = self.first_unanswered() else {
+            return;
+        };
+        let waited = now.saturating_since(sent);
+        // Silence since the ping went out: frames from the peer on this link prove it alive and
+        // this direction working, so an overloaded peer (or host) whose pong queues behind data
+        // is not suspected; a cut link is silent. A one-way failure (the peer's frames arrive,
+        // ours do not) is caught by the longer bound.
+        let heard_since = self.last_rx.map_or(sent, |rx| rx.max(sent));
+        let silent_for = now.saturating_since(heard_since);
+        if silent_for >= self.suspect_after()
+            || waited >= self.suspect_after() * SUSPECT_ONE_WAY_MULTIPLE
+        {
+            self.suspect = true;
+            self.push_event(LinkEvent::Suspect {
+                host_id: self.host_id,
+                link: self.link,
+                silent_for: waited,
             });
         }
     }
@@ -1093,6 +1182,103 @@ mod tests {
             text.starts_with("link: host: 2 link: 0 is suspect"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn pongs_late_behind_traffic_do_not_make_a_link_suspect() {
+        // An overloaded peer (or host): every third pong comes 60 ms late, past the 25 ms
+        // floor, but its data keeps arriving every 2 ms, so the link is not silent.
+        let mut sim = Sim::new(corosync_2_nodes(), 200 * Duration::from_micros(1));
+        sim.jitter = 60 * MS;
+        sim.data_every = Some(2 * MS);
+        sim.run_for(20_000 * MS);
+        assert_eq!(sim.count(is_suspect), 0, "{:?}", sim.events);
+        assert_eq!(sim.count(is_down), 0);
+    }
+
+    #[test]
+    fn a_one_way_failure_is_suspect_after_the_longer_bound() {
+        // Our pings (and everything else we send) are lost, but the peer's data still arrives:
+        // suspect after SUSPECT_ONE_WAY_MULTIPLE × suspect_after, well before knet's down.
+        let mut sim = Sim::new(corosync_2_nodes(), MS);
+        sim.data_every = Some(5 * MS);
+        sim.run_for(20_000 * MS);
+        let floor = sim.hb.suspect_after();
+        let stop_pongs_at = sim.now;
+        sim.rtt = 1_000_000 * MS; // pongs never come back in time
+        sim.run_for(3000 * MS);
+        let suspects = sim.event_times(is_suspect);
+        assert_eq!(suspects.len(), 1, "{:?}", sim.events);
+        let took = suspects[0].saturating_since(stop_pongs_at);
+        // The next regular ping goes out within a ping interval; then the longer bound.
+        let bound = corosync_2_nodes().ping_interval + floor * SUSPECT_ONE_WAY_MULTIPLE;
+        assert!(took <= bound, "suspect after {took:?}, bound {bound:?}");
+        assert!(took >= floor * SUSPECT_ONE_WAY_MULTIPLE, "{took:?}");
+    }
+
+    #[test]
+    fn data_moving_to_another_link_makes_a_silent_link_suspect_at_the_floor() {
+        // A slow path (60 ms RTT): the RTT-based threshold is 240 ms.
+        let mut sim = Sim::new(corosync_2_nodes(), 60 * MS);
+        sim.data_every = Some(5 * MS);
+        sim.run_for(20_000 * MS);
+        assert!(sim.hb.suspect_after() >= 200 * MS);
+        sim.cut = true;
+        let cut_at = sim.now;
+        sim.run_for(30 * MS);
+        // The peer already failed over: its data now comes on another link.
+        let now = sim.now;
+        sim.hb.note_data_elsewhere(now);
+        sim.run_for(200 * MS);
+        let suspects = sim.event_times(is_suspect);
+        assert_eq!(suspects.len(), 1, "{:?}", sim.events);
+        let took = suspects[0].saturating_since(cut_at);
+        assert!(took <= 60 * MS, "suspect after {took:?}");
+    }
+
+    #[test]
+    fn a_backup_link_carrying_only_pings_is_not_suspected_for_the_data_elsewhere() {
+        // Passive mode: this link only carries pings; the data flows on the other link.
+        let mut sim = Sim::new(corosync_2_nodes(), MS);
+        for _ in 0..200 {
+            sim.run_for(50 * MS);
+            let now = sim.now;
+            sim.hb.note_data_elsewhere(now);
+        }
+        assert_eq!(sim.count(is_suspect), 0, "{:?}", sim.events);
+        assert!(sim.hb.is_up());
+    }
+
+    #[test]
+    fn data_elsewhere_before_the_silence_changes_nothing() {
+        let mut sim = Sim::new(corosync_2_nodes(), MS);
+        sim.data_every = Some(5 * MS);
+        sim.run_for(1_000 * MS);
+        let now = sim.now;
+        sim.hb.note_data_elsewhere(now); // e.g. rr or active mode: data on both links
+        sim.run_for(5_000 * MS);
+        sim.data_every = None; // an idle ring: silent everywhere
+        sim.run_for(5_000 * MS);
+        assert_eq!(sim.count(is_suspect), 0, "{:?}", sim.events);
+    }
+
+    #[test]
+    fn an_idle_link_pings_at_the_regular_interval() {
+        let mut sim = Sim::new(corosync_2_nodes(), MS);
+        sim.data_every = Some(5 * MS);
+        sim.run_for(20_000 * MS);
+        sim.data_every = None;
+        sim.run_for(2_000 * MS); // traffic stops: an early ping or two
+        let before = sim.hb.counters().pings_sent;
+        sim.run_for(10_000 * MS);
+        let pings = sim.hb.counters().pings_sent - before;
+        let interval = corosync_2_nodes().ping_interval;
+        let regular = (10_000 * MS).as_millis() / interval.as_millis();
+        assert!(
+            u128::from(pings) <= regular + 1,
+            "{pings} pings in 10 s of silence, {regular} expected at the {interval:?} interval"
+        );
+        assert_eq!(sim.count(is_suspect), 0, "{:?}", sim.events);
     }
 
     #[test]

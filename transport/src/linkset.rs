@@ -33,7 +33,9 @@ use crate::io::{self, Backend, BackendKind, IoOptions, Waker};
 use crate::pmtud::{IpVersion, PMTUD_INTERVAL_DEFAULT};
 use crate::policy::{LinkMask, LinkMode, PeerPolicy};
 use crate::queue::BufferPool;
-use crate::reactor::{self, Control, LinkParams, ReactorHandle, RxFrame, Shared, TxFrame};
+use crate::reactor::{
+    self, Control, DestNodes, LinkParams, ReactorHandle, RxFrame, Shared, TxFrame,
+};
 use crate::wire::{
     ClusterId, FrameType, Header, HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN, MAX_LINKS,
     NONCE_LEN, TAG_LEN, UDP_HEADER_LEN,
@@ -539,6 +541,7 @@ impl LinkSet {
             pool: BufferPool::new(pool_len, max_frame, config.batch_max * 4),
             states: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            peer_data_rx: Mutex::new(HashMap::new()),
             counters: Default::default(),
         });
         // Sequence numbers grow across restarts so peers' dedupe windows accept a restarted node
@@ -782,10 +785,11 @@ impl LinkSet {
             }
         };
         let count = usize::from(pieces.fragment_count());
+        // Each fragment takes one queue slot per link that carries it, whatever its peers.
         let mut needed = [0usize; MAX_LINKS];
         for &(_, mask) in &tx.targets {
             for link in mask.iter() {
-                needed[usize::from(link)] += count;
+                needed[usize::from(link)] = count;
             }
         }
         for (link, need) in needed.iter().enumerate() {
@@ -815,19 +819,30 @@ impl LinkSet {
                 payload_len: u16::try_from(piece.len()).unwrap_or(u16::MAX),
                 nonce: [0; NONCE_LEN],
             };
-            for &(node, mask) in &tx.targets {
-                for link in mask.iter() {
-                    let Some(reactor) = tx.reactors[usize::from(link)].as_ref() else {
-                        continue;
-                    };
-                    let mut buf = self.shared.pool.take();
-                    buf.resize(HEADER_LEN, 0);
-                    buf.extend_from_slice(piece);
-                    if let Err(full) = reactor.tx.push(TxFrame { node, header, buf }) {
-                        self.shared.pool.give(full.0.buf);
-                    }
-                    touched.insert(link);
+            // One frame per link, sealed once by its reactor for every peer it goes to there.
+            for (link, reactor) in tx.reactors.iter().enumerate() {
+                let Some(reactor) = reactor.as_ref() else {
+                    continue;
+                };
+                let Ok(link) = u8::try_from(link) else {
+                    continue;
+                };
+                let nodes: DestNodes = tx
+                    .targets
+                    .iter()
+                    .filter(|(_, mask)| mask.contains(link))
+                    .map(|&(node, _)| node)
+                    .collect();
+                if nodes.is_empty() {
+                    continue;
                 }
+                let mut buf = self.shared.pool.take();
+                buf.resize(HEADER_LEN, 0);
+                buf.extend_from_slice(piece);
+                if let Err(full) = reactor.tx.push(TxFrame { nodes, header, buf }) {
+                    self.shared.pool.give(full.0.buf);
+                }
+                touched.insert(link);
             }
         }
         for link in touched.iter() {

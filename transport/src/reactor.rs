@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,10 +44,16 @@ const IO_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// [`HEADER_LEN`] reserved bytes followed by the payload. The reactor writes the header, seals.
 #[derive(Debug)]
 pub(crate) struct TxFrame {
-    pub(crate) node: u32,
+    /// Every peer of this link the frame goes to: the reactor seals it once and sends the same
+    /// bytes to each (the header names no destination, and nonces are per sender).
+    pub(crate) nodes: DestNodes,
     pub(crate) header: Header,
     pub(crate) buf: Vec<u8>,
 }
+
+/// Destination node ids of one frame; inline up to a 9-node cluster's peers, so a frame's
+/// destinations cost no allocation on common cluster sizes.
+pub(crate) type DestNodes = smallvec::SmallVec<[u32; 8]>;
 
 /// An authenticated data frame for the consumer: the whole datagram, opened in place.
 #[derive(Debug)]
@@ -96,6 +102,46 @@ pub(crate) struct PeerLinks {
     pub(crate) data_mtu: [Option<usize>; MAX_LINKS],
 }
 
+/// Per link, when the peer's latest data frame arrived there (nanoseconds of [`Shared::now`],
+/// 0 = never) and the link's `knet_link_priority`; written by that link's reactor, read by the
+/// others.
+#[derive(Debug, Default)]
+pub(crate) struct PeerDataRx {
+    at: [AtomicU64; MAX_LINKS],
+    priority: [AtomicU8; MAX_LINKS],
+}
+
+impl PeerDataRx {
+    fn set_priority(&self, link: u8, priority: u8) {
+        if let Some(slot) = self.priority.get(usize::from(link)) {
+            slot.store(priority, Ordering::Relaxed);
+        }
+    }
+
+    fn record(&self, link: u8, now: MonoTime) {
+        if let Some(slot) = self.at.get(usize::from(link)) {
+            slot.store(now.as_nanos().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The latest data frame on a link the passive rule prefers LESS than `link` (priority
+    /// `priority`): the peer's data moving there from `link` means it failed `link` over. Data
+    /// moving to a preferred link is a failback and says nothing against `link`.
+    fn latest_on_lesser_link(&self, link: u8, priority: u8) -> Option<MonoTime> {
+        let rank = |l: usize, p: u8| (std::cmp::Reverse(p.max(1)), l);
+        let mine = rank(usize::from(link), priority);
+        self.at
+            .iter()
+            .zip(&self.priority)
+            .enumerate()
+            .filter(|&(l, (_, p))| rank(l, p.load(Ordering::Relaxed)) > mine)
+            .map(|(_, (at, _))| at.load(Ordering::Relaxed))
+            .max()
+            .filter(|&ns| ns > 0)
+            .map(MonoTime)
+    }
+}
+
 /// State shared by the reactors and the link set.
 pub(crate) struct Shared {
     pub(crate) node_id: u32,
@@ -111,6 +157,10 @@ pub(crate) struct Shared {
     /// every change.
     pub(crate) states: Mutex<HashMap<u32, PeerLinks>>,
     pub(crate) generation: AtomicU64,
+    /// When each peer's latest data frame arrived on each link, shared by the reactors so a
+    /// link's heartbeat sees the peer's data moving to another link (see
+    /// `LinkHeartbeat::note_data_elsewhere`).
+    pub(crate) peer_data_rx: Mutex<HashMap<u32, Arc<PeerDataRx>>>,
     pub(crate) counters: SharedCounters,
 }
 
@@ -142,6 +192,14 @@ impl Shared {
                 *slot = status;
             }
         });
+    }
+
+    fn peer_data_rx(&self, node: u32) -> Arc<PeerDataRx> {
+        let mut map = self
+            .peer_data_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(map.entry(node).or_default())
     }
 
     fn set_data_mtu(&self, node: u32, link: u8, data_mtu: Option<usize>) {
@@ -251,6 +309,7 @@ pub(crate) fn spawn(
         snapshot: Arc::clone(&snapshot),
         idle: Arc::clone(&idle),
         stop: Arc::clone(&stop),
+        out_bufs: Vec::with_capacity(batch_max * 2),
         out: Vec::with_capacity(batch_max * 2),
         send_list: Vec::with_capacity(batch_max * 2),
         batch_max,
@@ -294,6 +353,7 @@ struct PeerLink {
     /// Id of the MTU probe last sent, to attribute an `EMSGSIZE` to it.
     probe_in_flight: Option<u32>,
     unreachable_reported: bool,
+    data_rx: Arc<PeerDataRx>,
 }
 
 struct Reactor {
@@ -308,8 +368,11 @@ struct Reactor {
     snapshot: Arc<Mutex<Vec<PeerSnapshot>>>,
     idle: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    /// Frames to send in this batch (destination, sealed frame in a pooled buffer).
-    out: Vec<(SocketAddr, Vec<u8>)>,
+    /// Sealed frames of this batch, in pooled buffers.
+    out_bufs: Vec<Vec<u8>>,
+    /// The batch's datagrams: (destination, index into `out_bufs`); a frame to several peers
+    /// appears once per peer with the same buffer.
+    out: Vec<(SocketAddr, usize)>,
     /// The batch as the socket takes it; only its allocation is kept between batches.
     send_list: Vec<(SocketAddr, &'static [u8])>,
     batch_max: usize,
@@ -384,6 +447,11 @@ impl Reactor {
                         pmtud: Pmtud::new(pmtud_config, node, self.link),
                         probe_in_flight: None,
                         unreachable_reported: false,
+                        data_rx: {
+                            let data_rx = self.shared.peer_data_rx(node);
+                            data_rx.set_priority(self.link, self.priority);
+                            data_rx
+                        },
                     }
                 }
             };
@@ -422,6 +490,9 @@ impl Reactor {
     fn drive_timers(&mut self, now: MonoTime) {
         for index in 0..self.peers.len() {
             let peer = &mut self.peers[index];
+            if let Some(at) = peer.data_rx.latest_on_lesser_link(self.link, self.priority) {
+                peer.heartbeat.note_data_elsewhere(at);
+            }
             if peer.heartbeat.poll_timeout().is_some_and(|at| at <= now) {
                 peer.heartbeat.handle_timeout(now);
             }
@@ -513,12 +584,19 @@ impl Reactor {
         buf.resize(HEADER_LEN, 0);
         buf.extend_from_slice(body);
         let addr = self.peers[index].addr;
-        self.seal_and_queue(addr, header, buf)
+        match self.seal(header, buf) {
+            Some(buf) => {
+                self.out.push((addr, self.out_bufs.len()));
+                self.out_bufs.push(buf);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Writes the header (with crypto fields when encrypting), seals in place, appends the tag
-    /// and queues the frame; a frame that cannot be encoded is counted and dropped.
-    fn seal_and_queue(&mut self, addr: SocketAddr, mut header: Header, mut buf: Vec<u8>) -> bool {
+    /// Writes the header (with crypto fields when encrypting), seals in place and appends the
+    /// tag; a frame that cannot be encoded is counted, its buffer returned, and `None`.
+    fn seal(&mut self, mut header: Header, mut buf: Vec<u8>) -> Option<Vec<u8>> {
         let sealed = match &self.shared.crypto {
             None => header.encode_into(&mut buf).is_ok(),
             Some(crypto) => {
@@ -542,28 +620,37 @@ impl Reactor {
             }
         };
         if sealed {
-            self.out.push((addr, buf));
+            Some(buf)
         } else {
             bump(&self.shared.counters.tx_errors);
             self.shared.pool.give(buf);
+            None
         }
-        sealed
     }
 
     fn drain_tx(&mut self) {
         while self.out.len() < self.batch_max {
             let Some(frame) = self.tx.pop() else { break };
-            let Some(&index) = self.by_node.get(&frame.node) else {
-                bump(&self.shared.counters.tx_no_peer);
-                self.shared.pool.give(frame.buf);
-                continue;
-            };
-            let addr = self.peers[index].addr;
             let header = Header {
                 link_number: self.link,
                 ..frame.header
             };
-            self.seal_and_queue(addr, header, frame.buf);
+            let Some(buf) = self.seal(header, frame.buf) else {
+                continue;
+            };
+            let slot = self.out_bufs.len();
+            let before = self.out.len();
+            for node in &frame.nodes {
+                match self.by_node.get(node) {
+                    Some(&index) => self.out.push((self.peers[index].addr, slot)),
+                    None => bump(&self.shared.counters.tx_no_peer),
+                }
+            }
+            if self.out.len() > before {
+                self.out_bufs.push(buf);
+            } else {
+                self.shared.pool.give(buf);
+            }
         }
     }
 
@@ -572,7 +659,12 @@ impl Reactor {
             return;
         }
         let mut list = recycle(std::mem::take(&mut self.send_list));
-        list.extend(self.out.iter().map(|(addr, buf)| (*addr, buf.as_slice())));
+        let bufs = &self.out_bufs;
+        list.extend(
+            self.out
+                .iter()
+                .map(|&(addr, slot)| (addr, bufs[slot].as_slice())),
+        );
         match io.send_batch(&list) {
             Ok(sent) => {
                 self.shared
@@ -587,7 +679,8 @@ impl Reactor {
         }
         list.clear();
         self.send_list = recycle(list);
-        for (_, buf) in self.out.drain(..) {
+        self.out.clear();
+        for buf in self.out_bufs.drain(..) {
             self.shared.pool.give(buf);
         }
     }
@@ -658,6 +751,7 @@ impl Reactor {
         match header.frame_type {
             FrameType::Data => {
                 self.peers[index].heartbeat.handle_data(now);
+                self.peers[index].data_rx.record(self.link, now);
                 let frame = RxFrame {
                     from: header.source_node_id,
                     link: self.link,
