@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
+use super::gso_plan::SendPlan;
+use super::offload::{
+    count_received, count_sent, gro_segment_bytes, resend_singly, segment_count, Offload,
+    OffloadStatus, RunFailure, SendControl, RECV_CONTROL_BYTES,
+};
 use super::sockaddr::{self, RawSockAddr};
 use super::sockopt::{bind_udp, drain_errqueue, is_path_errno};
-use super::{remaining, Incoming, IoOptions, IoStats, PathError, RecvSummary, Waker};
+use super::{remaining, Incoming, IoOptions, IoStats, PathError, RecvSummary, RecvUnit, Waker};
 
 /// `user_data` of the multishot receive.
 const TOKEN_RECV: u64 = 1;
@@ -34,7 +39,8 @@ const TOKEN_SEND_BASE: u64 = 1 << 32;
 const BUFFER_GROUP_ID: u16 = 0;
 /// Page alignment the kernel requires of a provided-buffer ring (io_uring_register_buf_ring.3).
 const PAGE_BYTES: usize = 4096;
-/// Bytes the kernel writes before the name in a multishot recvmsg buffer (`io_uring_recvmsg_out`).
+/// Bytes the kernel writes before the name in a multishot recvmsg buffer (`io_uring_recvmsg_out`);
+/// then come the name, the control messages (when `msg_controllen` asks for them) and the payload.
 const RECVMSG_OUT_HEADER_BYTES: usize = 16;
 /// How long drop waits for the kernel to acknowledge cancelling the receive and the eventfd read.
 const DROP_CANCEL_WAIT: Duration = Duration::from_millis(200);
@@ -107,12 +113,17 @@ impl Drop for BufRing {
     }
 }
 
-/// What one send entry points at; boxed in a slice so the addresses stay put while in flight.
+/// What one send entry (one planned run) points at; boxed in a slice so the addresses stay put
+/// while in flight. The run's iovecs live in [`UringIo::iovecs`].
 struct SendSlot {
     header: libc::msghdr,
-    iov: libc::iovec,
     name: RawSockAddr,
+    control: SendControl,
     dest: Option<SocketAddr>,
+    /// Datagrams in the run.
+    count: usize,
+    /// The run went out (or failed for good): not submitted again when its chain is resumed.
+    done: bool,
 }
 
 /// A completion copied out of the completion queue.
@@ -130,6 +141,8 @@ pub struct UringIo {
     bufs: BufRing,
     recv_header: Box<libc::msghdr>,
     slots: Box<[SendSlot]>,
+    /// One per datagram of a send chunk, in plan order; each slot's msghdr points at its run's.
+    iovecs: Box<[libc::iovec]>,
     wake_value: Box<u64>,
     socket: UdpSocket,
     waker: Waker,
@@ -142,6 +155,8 @@ pub struct UringIo {
     stash: Vec<Completion>,
     reaped: Vec<Completion>,
     pending_errors: Vec<PathError>,
+    plan: SendPlan,
+    offload: Offload,
     stats: IoStats,
 }
 
@@ -179,8 +194,19 @@ impl UringIo {
             }
         }
         let socket = bind_udp(bind, opts.socket_buffer_bytes)?;
+        let offload = Offload::open(
+            socket.as_raw_fd(),
+            opts.udp_offload,
+            opts.max_datagram_bytes,
+        );
+        let control_bytes = if offload.status().gro {
+            RECV_CONTROL_BYTES
+        } else {
+            0
+        };
         let buf_bytes = RECVMSG_OUT_HEADER_BYTES
             + sockaddr::RAW_SOCKADDR_LEN as usize
+            + control_bytes
             + opts.max_datagram_bytes;
         let mut bufs = BufRing::new(buffer_count, buf_bytes)?;
         // SAFETY: the ring memory stays allocated and unmoved until the ring is closed (field
@@ -197,19 +223,26 @@ impl UringIo {
         }
         bufs.publish();
 
-        // SAFETY: msghdr is POD; zero is valid. Multishot recvmsg reads only namelen/controllen.
+        // SAFETY: msghdr is POD; zero is valid. Multishot recvmsg reads only namelen/controllen:
+        // they fix the layout of every receive buffer (name, control messages, payload).
         let mut recv_header: Box<libc::msghdr> = Box::new(unsafe { mem::zeroed() });
         recv_header.msg_namelen = sockaddr::RAW_SOCKADDR_LEN;
+        recv_header.msg_controllen = control_bytes;
         let slots = (0..opts.batch_max)
             .map(|_| SendSlot {
                 // SAFETY: as above.
                 header: unsafe { mem::zeroed() },
-                iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
                 name: sockaddr::zeroed(),
+                control: SendControl::zeroed(),
                 dest: None,
+                count: 0,
+                done: false,
+            })
+            .collect();
+        let iovecs = (0..opts.batch_max)
+            .map(|_| libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
             })
             .collect();
         Ok(UringIo {
@@ -217,6 +250,7 @@ impl UringIo {
             bufs,
             recv_header,
             slots,
+            iovecs,
             wake_value: Box::new(0),
             socket,
             waker: Waker::new()?,
@@ -228,6 +262,8 @@ impl UringIo {
             stash: Vec::with_capacity(cq_entries as usize),
             reaped: Vec::with_capacity(cq_entries as usize),
             pending_errors: Vec::with_capacity(opts.batch_max),
+            plan: SendPlan::with_capacity(opts.batch_max),
+            offload,
             stats: IoStats::default(),
         })
     }
@@ -246,6 +282,9 @@ impl UringIo {
     }
     pub(crate) fn stats(&self) -> IoStats {
         self.stats
+    }
+    pub(crate) fn offload(&self) -> OffloadStatus {
+        self.offload.status()
     }
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
@@ -351,61 +390,171 @@ impl UringIo {
         }
     }
 
+    /// Sends the batch chunk by chunk. Each chunk's plan goes out as one linked chain of SENDMSG
+    /// entries, so the runs leave strictly in plan order (as with sendmmsg) even when one has to
+    /// wait for socket buffer space. When a run fails the kernel cancels the rest of the chain;
+    /// the failed run is dealt with (a per-destination error reported, or a refused GSO run resent
+    /// one datagram per `sendmsg`) and the rest is submitted again as a new chain.
     pub(crate) fn send_batch(&mut self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
         self.prepare()?;
         let mut sent = 0;
-        let mut first_error = None;
-        let fd = self.fd();
         for chunk in datagrams.chunks(self.slots.len()) {
-            for (i, (dest, data)) in chunk.iter().enumerate() {
-                let slot = &mut self.slots[i];
-                let name_len = sockaddr::write(dest, &mut slot.name);
-                slot.iov = libc::iovec {
-                    iov_base: data.as_ptr() as *mut libc::c_void,
-                    iov_len: data.len(),
+            self.plan.plan(chunk, self.offload.max_segments());
+            self.prepare_runs(chunk);
+            let runs = self.plan.runs().len();
+            let mut next = 0;
+            while next < runs {
+                let submitted = self.submit_chain(next)?;
+                let (chain_sent, failure) = self.complete_chain(submitted)?;
+                sent += chain_sent;
+                let Some((index, errno)) = failure else {
+                    break; // every run of the chain went out
                 };
-                slot.header.msg_name = (&mut slot.name as *mut RawSockAddr).cast();
-                slot.header.msg_namelen = name_len;
-                slot.header.msg_iov = &mut slot.iov;
-                slot.header.msg_iovlen = 1;
-                slot.dest = Some(*dest);
-                let entry = opcode::SendMsg::new(types::Fd(fd), &slot.header)
-                    .build()
-                    .user_data(TOKEN_SEND_BASE + i as u64);
-                // SAFETY: the slot is boxed; the payload is borrowed for this call and we do not
-                // return before every send of the chunk completed (or the ring is poisoned and
-                // never entered again).
-                unsafe { self.push(&entry)? };
-            }
-            let mut in_flight = chunk.len();
-            while in_flight > 0 {
-                self.enter(1, None)?;
-                self.reap(usize::MAX);
-                for k in 0..self.reaped.len() {
-                    let c = self.reaped[k];
-                    if c.user_data < TOKEN_SEND_BASE {
-                        self.stash.push(c);
-                        continue;
-                    }
-                    in_flight = in_flight.saturating_sub(1);
-                    if c.result >= 0 {
-                        sent += 1;
-                        self.stats.tx_datagrams += 1;
-                    } else if let Err(e) = self.on_send_error(c) {
-                        first_error.get_or_insert(e);
-                    }
-                }
+                sent += self.on_run_failed(chunk, index, errno)?;
+                next = index + 1;
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(sent),
+        Ok(sent)
+    }
+
+    /// Points each planned run's slot at its destination, one iovec per datagram (in plan order,
+    /// no copy) and, for a run of several, a `UDP_SEGMENT` control message.
+    fn prepare_runs(&mut self, chunk: &[(SocketAddr, &[u8])]) {
+        for (k, &index) in self.plan.order().iter().enumerate() {
+            let data = chunk[index].1;
+            self.iovecs[k] = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+        }
+        for (r, run) in self.plan.runs().iter().enumerate() {
+            let slot = &mut self.slots[r];
+            let name_len = sockaddr::write(&run.dest, &mut slot.name);
+            slot.header.msg_name = (&mut slot.name as *mut RawSockAddr).cast();
+            slot.header.msg_namelen = name_len;
+            slot.header.msg_iov = &mut self.iovecs[run.first];
+            slot.header.msg_iovlen = run.count;
+            if run.count > 1 {
+                // The planner keeps runs of several within 65527 bytes, so a segment fits a u16.
+                let segment = u16::try_from(run.segment_bytes).unwrap_or(u16::MAX);
+                slot.header.msg_controllen = slot.control.write_segment(segment);
+                slot.header.msg_control = slot.control.as_mut_ptr();
+            } else {
+                slot.header.msg_control = std::ptr::null_mut();
+                slot.header.msg_controllen = 0;
+            }
+            slot.dest = Some(run.dest);
+            slot.count = run.count;
+            slot.done = false;
         }
     }
 
-    fn on_send_error(&mut self, c: Completion) -> io::Result<()> {
-        let errno = -c.result;
-        let index = (c.user_data - TOKEN_SEND_BASE) as usize;
+    /// Submits runs `from..` that have not gone out yet as one linked chain; returns how many.
+    fn submit_chain(&mut self, from: usize) -> io::Result<usize> {
+        let runs = self.plan.runs().len();
+        let pending: usize = (from..runs).filter(|&r| !self.slots[r].done).count();
+        // The whole chain must sit in the submission queue at once: a chain split over two
+        // submissions would end at the split.
+        let room = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < pending {
+            self.enter(0, None)?;
+        }
+        let fd = self.fd();
+        let mut left = pending;
+        for r in from..runs {
+            if self.slots[r].done {
+                continue;
+            }
+            left -= 1;
+            let mut entry = opcode::SendMsg::new(types::Fd(fd), &self.slots[r].header)
+                .build()
+                .user_data(TOKEN_SEND_BASE + r as u64);
+            if left > 0 {
+                entry = entry.flags(squeue::Flags::IO_LINK);
+            }
+            // SAFETY: the slot and the iovecs are boxed; the payload is borrowed for the
+            // send_batch call and we do not return before every send of the chain completed (or
+            // the ring is poisoned and never entered again).
+            unsafe { self.push(&entry)? };
+        }
+        Ok(pending)
+    }
+
+    /// Waits for `submitted` send completions; returns the datagrams sent and the run that
+    /// failed (index, errno), if one did (the runs after it in the chain come back cancelled).
+    fn complete_chain(&mut self, submitted: usize) -> io::Result<(usize, Option<(usize, i32)>)> {
+        let mut sent = 0;
+        let mut failure: Option<(usize, i32)> = None;
+        let mut in_flight = submitted;
+        while in_flight > 0 {
+            self.enter(in_flight, None)?;
+            self.reap(usize::MAX);
+            for k in 0..self.reaped.len() {
+                let c = self.reaped[k];
+                if c.user_data < TOKEN_SEND_BASE {
+                    self.stash.push(c);
+                    continue;
+                }
+                in_flight = in_flight.saturating_sub(1);
+                let index = (c.user_data - TOKEN_SEND_BASE) as usize;
+                let Some(slot) = self.slots.get_mut(index) else {
+                    continue;
+                };
+                if c.result >= 0 {
+                    slot.done = true;
+                    sent += slot.count;
+                    count_sent(&mut self.stats, slot.count);
+                } else if -c.result != libc::ECANCELED
+                    && failure.map_or(true, |(first, _)| index < first)
+                {
+                    failure = Some((index, -c.result));
+                }
+            }
+        }
+        Ok((sent, failure))
+    }
+
+    /// Run `index` of the chunk failed with `errno`: a single datagram is handled as before GSO
+    /// (a per-destination error is reported and counted, anything else fails the batch); a run of
+    /// several is resent one datagram per `sendmsg` when [`Offload::on_run_failed`] says so.
+    /// Returns how many datagrams the resend got out.
+    fn on_run_failed(
+        &mut self,
+        chunk: &[(SocketAddr, &[u8])],
+        index: usize,
+        errno: i32,
+    ) -> io::Result<usize> {
+        let run = self.plan.runs()[index];
+        self.slots[index].done = true;
+        if run.count == 1 {
+            self.on_send_error(index, errno)?;
+            return Ok(0);
+        }
+        let local = self.socket.local_addr().ok();
+        if self.offload.on_run_failed(errno, local) == RunFailure::Fail {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let fd = self.fd();
+        if is_path_errno(errno) {
+            let pending = &mut self.pending_errors;
+            drain_errqueue(fd, |pe| pending.push(pe));
+        }
+        let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
+        resend_singly(
+            fd,
+            run.dest,
+            datagrams,
+            &mut self.stats,
+            &mut self.pending_errors,
+        )
+    }
+
+    /// A single-datagram send to slot `index` failed with `errno`: a per-destination error is
+    /// queued for the next receive call and counted; anything else is returned.
+    fn on_send_error(&mut self, index: usize, errno: i32) -> io::Result<()> {
         let dest = self.slots.get(index).and_then(|s| s.dest);
         if !is_path_errno(errno) {
             return Err(io::Error::from_raw_os_error(errno));
@@ -427,39 +576,43 @@ impl UringIo {
     pub(crate) fn recv_each<F>(
         &mut self,
         deadline: Option<Instant>,
-        f: F,
+        mut f: F,
     ) -> io::Result<RecvSummary>
     where
         F: FnMut(Incoming<'_>),
     {
         let limit = self.opts.batch_max;
-        self.recv_each_limited(deadline, limit, f)
+        self.recv_units_limited(deadline, limit, |unit| unit.split_into(&mut f))
     }
 
-    /// Hands at most `limit` datagrams (and any path errors) to `f`.
-    pub(crate) fn recv_each_limited<F>(
+    /// Hands at most `limit` receives (and any path errors) to `f`; a receive is one datagram or,
+    /// with GRO, several from one source.
+    pub(crate) fn recv_units_limited<F>(
         &mut self,
         deadline: Option<Instant>,
         limit: usize,
         mut f: F,
     ) -> io::Result<RecvSummary>
     where
-        F: FnMut(Incoming<'_>),
+        F: FnMut(RecvUnit<'_>),
     {
         self.prepare()?;
         let mut summary = RecvSummary::default();
         for e in self.pending_errors.drain(..) {
-            f(Incoming::PathError(e));
+            f(RecvUnit::PathError(e));
             summary.path_errors += 1;
         }
+        let mut receives = 0;
         // Completions reaped while waiting for sends come first, in order.
         let mut stashed = mem::take(&mut self.stash);
         let mut used = 0;
         for (k, c) in stashed.iter().enumerate() {
-            if summary.datagrams >= limit {
+            if receives >= limit {
                 break;
             }
-            self.on_completion(*c, &mut summary, &mut f)?;
+            if self.on_completion(*c, &mut summary, &mut f)? {
+                receives += 1;
+            }
             used = k + 1;
         }
         stashed.drain(..used);
@@ -474,7 +627,7 @@ impl UringIo {
         } else if !self.ring.submission().is_empty() {
             self.enter(0, None)?;
         }
-        let room = limit.saturating_sub(summary.datagrams);
+        let room = limit.saturating_sub(receives);
         if room > 0 {
             self.reap(room);
             let reaped = mem::take(&mut self.reaped);
@@ -497,40 +650,48 @@ impl UringIo {
         Ok(summary)
     }
 
+    /// Handles one completion; true when it handed a receive to `f`.
     fn on_completion<F>(
         &mut self,
         c: Completion,
         summary: &mut RecvSummary,
         f: &mut F,
-    ) -> io::Result<()>
+    ) -> io::Result<bool>
     where
-        F: FnMut(Incoming<'_>),
+        F: FnMut(RecvUnit<'_>),
     {
         match c.user_data {
             TOKEN_RECV => self.on_recv(c, summary, f),
             TOKEN_WAKE => {
                 self.wake_armed = false;
                 summary.woken = true;
-                Ok(())
+                Ok(false)
             }
-            TOKEN_CANCEL => Ok(()),
+            TOKEN_CANCEL => Ok(false),
             _ if c.user_data >= TOKEN_SEND_BASE => {
-                if c.result < 0 {
-                    self.on_send_error(c)?;
+                // A send left over from a batch that failed part-way: account it as usual.
+                if c.result < 0 && -c.result != libc::ECANCELED {
+                    let index = (c.user_data - TOKEN_SEND_BASE) as usize;
+                    self.on_send_error(index, -c.result)?;
                     for e in self.pending_errors.drain(..) {
-                        f(Incoming::PathError(e));
+                        f(RecvUnit::PathError(e));
                         summary.path_errors += 1;
                     }
                 }
-                Ok(())
+                Ok(false)
             }
-            _ => Ok(()),
+            _ => Ok(false),
         }
     }
 
-    fn on_recv<F>(&mut self, c: Completion, summary: &mut RecvSummary, f: &mut F) -> io::Result<()>
+    fn on_recv<F>(
+        &mut self,
+        c: Completion,
+        summary: &mut RecvSummary,
+        f: &mut F,
+    ) -> io::Result<bool>
     where
-        F: FnMut(Incoming<'_>),
+        F: FnMut(RecvUnit<'_>),
     {
         if !cqueue::more(c.flags) {
             self.recv_armed = false;
@@ -540,34 +701,44 @@ impl UringIo {
             return match errno {
                 libc::ENOBUFS => {
                     self.stats.recv_no_buffers += 1;
-                    Ok(())
+                    Ok(false)
                 }
-                libc::ECANCELED => Ok(()),
+                libc::ECANCELED => Ok(false),
                 e if is_path_errno(e) => {
                     let fd = self.fd();
                     drain_errqueue(fd, |pe| {
-                        f(Incoming::PathError(pe));
+                        f(RecvUnit::PathError(pe));
                         summary.path_errors += 1;
                     });
-                    Ok(())
+                    Ok(false)
                 }
                 _ => Err(io::Error::from_raw_os_error(errno)),
             };
         }
         let Some(bid) = cqueue::buffer_select(c.flags) else {
-            return Ok(());
+            return Ok(false);
         };
+        let gro = self.offload.status().gro;
+        let mut handed = false;
         if let Some(buffer) = self.bufs.buffer(bid, c.result as usize) {
             match types::RecvMsgOut::parse(buffer, &self.recv_header) {
                 Ok(msg) if !msg.is_payload_truncated() && !msg.is_name_data_truncated() => {
                     match sockaddr::read(msg.name_data()) {
                         Some(from) => {
-                            f(Incoming::Datagram {
+                            let payload = msg.payload_data();
+                            let segment_bytes = if gro {
+                                gro_segment_bytes(msg.control_data())
+                            } else {
+                                None
+                            };
+                            count_received(&mut self.stats, payload.len(), segment_bytes);
+                            summary.datagrams += segment_count(payload.len(), segment_bytes);
+                            f(RecvUnit::Received {
                                 from,
-                                data: msg.payload_data(),
+                                payload,
+                                segment_bytes,
                             });
-                            summary.datagrams += 1;
-                            self.stats.rx_datagrams += 1;
+                            handed = true;
                         }
                         None => self.stats.rx_truncated += 1,
                     }
@@ -576,7 +747,7 @@ impl UringIo {
             }
         }
         self.bufs.provide(bid);
-        Ok(())
+        Ok(handed)
     }
 
     /// Cancels the receive and the eventfd read and waits for the kernel to let go of our memory.
