@@ -645,11 +645,13 @@ impl LinkIo {
         }
     }
 
-    /// Hands up to `batch_max` receives and pending path errors to `f`, waiting until at least
-    /// one arrives, the [`Waker`] fires or `deadline` passes (`None`: wait indefinitely). A receive
-    /// is one datagram, or with GRO up to 64 from one source, each handed over as its own
-    /// [`Incoming::Datagram`] in order. On io_uring the payload is read straight from the provided
-    /// buffer (no copy).
+    /// Hands up to `batch_max` received datagrams and pending path errors to `f`, waiting until
+    /// at least one arrives, the [`Waker`] fires or `deadline` passes (`None`: wait indefinitely).
+    /// With GRO one receive may carry up to 64 datagrams from one source; each is handed over as
+    /// its own [`Incoming::Datagram`], in order, and a receive is never split between calls, so a
+    /// call may hand over more than `batch_max` (on io_uring at most 63 more; with recvmmsg up to
+    /// `batch_max` receives). On io_uring the payload is read straight from the provided buffer
+    /// (no copy).
     pub fn recv_each<F>(&mut self, deadline: Option<Instant>, f: F) -> io::Result<RecvSummary>
     where
         F: FnMut(Incoming<'_>),

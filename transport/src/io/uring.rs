@@ -157,6 +157,8 @@ pub struct UringIo {
     pending_errors: Vec<PathError>,
     plan: SendPlan,
     offload: Offload,
+    /// Send runs of the current round that failed: (run index, errno).
+    failures: Vec<(usize, i32)>,
     stats: IoStats,
 }
 
@@ -264,6 +266,7 @@ impl UringIo {
             pending_errors: Vec::with_capacity(opts.batch_max),
             plan: SendPlan::with_capacity(opts.batch_max),
             offload,
+            failures: Vec::with_capacity(opts.batch_max),
             stats: IoStats::default(),
         })
     }
@@ -390,31 +393,50 @@ impl UringIo {
         }
     }
 
-    /// Sends the batch chunk by chunk. Each chunk's plan goes out as one linked chain of SENDMSG
-    /// entries, so the runs leave strictly in plan order (as with sendmmsg) even when one has to
-    /// wait for socket buffer space. When a run fails the kernel cancels the rest of the chain;
-    /// the failed run is dealt with (a per-destination error reported, or a refused GSO run resent
-    /// one datagram per `sendmsg`) and the rest is submitted again as a new chain.
+    /// Sends the batch chunk by chunk, one SENDMSG entry per planned run.
+    ///
+    /// With GSO on, a chunk's runs form one linked chain, so they leave strictly in plan order (as
+    /// with sendmmsg) even when one has to wait for socket buffer space, and when a run fails the
+    /// kernel cancels the rest: the failed run is dealt with (a per-destination error reported, or
+    /// a refused GSO run resent one datagram per `sendmsg`) and the rest is submitted again as a
+    /// new chain. With GSO off the entries are independent, as they were before GSO.
     pub(crate) fn send_batch(&mut self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
         self.prepare()?;
         let mut sent = 0;
+        let mut first_error = None;
         for chunk in datagrams.chunks(self.slots.len()) {
-            self.plan.plan(chunk, self.offload.max_segments());
+            let max_segments = self.offload.max_segments();
+            let linked = max_segments > 1;
+            self.plan.plan(chunk, max_segments);
             self.prepare_runs(chunk);
-            let runs = self.plan.runs().len();
-            let mut next = 0;
-            while next < runs {
-                let submitted = self.submit_chain(next)?;
-                let (chain_sent, failure) = self.complete_chain(submitted)?;
+            loop {
+                let submitted = self.submit_runs(linked)?;
+                if submitted == 0 {
+                    break;
+                }
+                let (chain_sent, settled) = self.complete_runs(submitted)?;
                 sent += chain_sent;
-                let Some((index, errno)) = failure else {
-                    break; // every run of the chain went out
-                };
-                sent += self.on_run_failed(chunk, index, errno)?;
-                next = index + 1;
+                self.failures.sort_unstable();
+                for k in 0..self.failures.len() {
+                    let (index, errno) = self.failures[k];
+                    match self.on_run_failed(chunk, index, errno) {
+                        Ok(n) => sent += n,
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                if settled == 0 && self.failures.is_empty() {
+                    // Only cancellations nobody asked for: give up rather than loop.
+                    first_error.get_or_insert(io::Error::from_raw_os_error(libc::ECANCELED));
+                    break;
+                }
             }
         }
-        Ok(sent)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
     }
 
     /// Points each planned run's slot at its destination, one iovec per datagram (in plan order,
@@ -449,12 +471,13 @@ impl UringIo {
         }
     }
 
-    /// Submits runs `from..` that have not gone out yet as one linked chain; returns how many.
-    fn submit_chain(&mut self, from: usize) -> io::Result<usize> {
+    /// Submits every planned run that has not gone out yet, as one linked chain when `linked`;
+    /// returns how many.
+    fn submit_runs(&mut self, linked: bool) -> io::Result<usize> {
         let runs = self.plan.runs().len();
-        let pending: usize = (from..runs).filter(|&r| !self.slots[r].done).count();
-        // The whole chain must sit in the submission queue at once: a chain split over two
-        // submissions would end at the split.
+        let pending: usize = (0..runs).filter(|&r| !self.slots[r].done).count();
+        // A chain must sit in the submission queue at once: split over two submissions it would
+        // end at the split.
         let room = {
             let sq = self.ring.submission();
             sq.capacity() - sq.len()
@@ -464,7 +487,7 @@ impl UringIo {
         }
         let fd = self.fd();
         let mut left = pending;
-        for r in from..runs {
+        for r in 0..runs {
             if self.slots[r].done {
                 continue;
             }
@@ -472,22 +495,24 @@ impl UringIo {
             let mut entry = opcode::SendMsg::new(types::Fd(fd), &self.slots[r].header)
                 .build()
                 .user_data(TOKEN_SEND_BASE + r as u64);
-            if left > 0 {
+            if linked && left > 0 {
                 entry = entry.flags(squeue::Flags::IO_LINK);
             }
             // SAFETY: the slot and the iovecs are boxed; the payload is borrowed for the
-            // send_batch call and we do not return before every send of the chain completed (or
-            // the ring is poisoned and never entered again).
+            // send_batch call and we do not return before every send submitted completed (or the
+            // ring is poisoned and never entered again).
             unsafe { self.push(&entry)? };
         }
         Ok(pending)
     }
 
-    /// Waits for `submitted` send completions; returns the datagrams sent and the run that
-    /// failed (index, errno), if one did (the runs after it in the chain come back cancelled).
-    fn complete_chain(&mut self, submitted: usize) -> io::Result<(usize, Option<(usize, i32)>)> {
+    /// Waits for `submitted` send completions; returns the datagrams sent and how many runs
+    /// succeeded. Failed runs (not the ones cancelled because an earlier run of their chain
+    /// failed) are left in `self.failures` as (run index, errno).
+    fn complete_runs(&mut self, submitted: usize) -> io::Result<(usize, usize)> {
         let mut sent = 0;
-        let mut failure: Option<(usize, i32)> = None;
+        let mut succeeded = 0;
+        self.failures.clear();
         let mut in_flight = submitted;
         while in_flight > 0 {
             self.enter(in_flight, None)?;
@@ -505,16 +530,15 @@ impl UringIo {
                 };
                 if c.result >= 0 {
                     slot.done = true;
+                    succeeded += 1;
                     sent += slot.count;
                     count_sent(&mut self.stats, slot.count);
-                } else if -c.result != libc::ECANCELED
-                    && failure.map_or(true, |(first, _)| index < first)
-                {
-                    failure = Some((index, -c.result));
+                } else if -c.result != libc::ECANCELED {
+                    self.failures.push((index, -c.result));
                 }
             }
         }
-        Ok((sent, failure))
+        Ok((sent, succeeded))
     }
 
     /// Run `index` of the chunk failed with `errno`: a single datagram is handled as before GSO
@@ -585,8 +609,9 @@ impl UringIo {
         self.recv_units_limited(deadline, limit, |unit| unit.split_into(&mut f))
     }
 
-    /// Hands at most `limit` receives (and any path errors) to `f`; a receive is one datagram or,
-    /// with GRO, several from one source.
+    /// Hands receives (and any path errors) to `f` until `limit` datagrams were handed; a receive
+    /// is one datagram or, with GRO, several from one source, and is never split, so a call may
+    /// hand over up to 63 datagrams more than `limit` but never more than `limit` receives.
     pub(crate) fn recv_units_limited<F>(
         &mut self,
         deadline: Option<Instant>,
@@ -602,17 +627,14 @@ impl UringIo {
             f(RecvUnit::PathError(e));
             summary.path_errors += 1;
         }
-        let mut receives = 0;
         // Completions reaped while waiting for sends come first, in order.
         let mut stashed = mem::take(&mut self.stash);
         let mut used = 0;
         for (k, c) in stashed.iter().enumerate() {
-            if receives >= limit {
+            if summary.datagrams >= limit {
                 break;
             }
-            if self.on_completion(*c, &mut summary, &mut f)? {
-                receives += 1;
-            }
+            self.on_completion(*c, &mut summary, &mut f)?;
             used = k + 1;
         }
         stashed.drain(..used);
@@ -627,12 +649,18 @@ impl UringIo {
         } else if !self.ring.submission().is_empty() {
             self.enter(0, None)?;
         }
-        let room = limit.saturating_sub(receives);
+        let room = limit.saturating_sub(summary.datagrams);
         if room > 0 {
             self.reap(room);
             let reaped = mem::take(&mut self.reaped);
             let mut result = Ok(());
-            for c in &reaped {
+            for (k, c) in reaped.iter().enumerate() {
+                if summary.datagrams >= limit {
+                    // Coalesced receives filled the call: the rest waits for the next one (the
+                    // stash is empty here, it was drained above before anything was reaped).
+                    self.stash.extend_from_slice(&reaped[k..]);
+                    break;
+                }
                 if let Err(e) = self.on_completion(*c, &mut summary, &mut f) {
                     result = Err(e);
                     break;
@@ -650,13 +678,13 @@ impl UringIo {
         Ok(summary)
     }
 
-    /// Handles one completion; true when it handed a receive to `f`.
+    /// Handles one completion.
     fn on_completion<F>(
         &mut self,
         c: Completion,
         summary: &mut RecvSummary,
         f: &mut F,
-    ) -> io::Result<bool>
+    ) -> io::Result<()>
     where
         F: FnMut(RecvUnit<'_>),
     {
@@ -665,9 +693,9 @@ impl UringIo {
             TOKEN_WAKE => {
                 self.wake_armed = false;
                 summary.woken = true;
-                Ok(false)
+                Ok(())
             }
-            TOKEN_CANCEL => Ok(false),
+            TOKEN_CANCEL => Ok(()),
             _ if c.user_data >= TOKEN_SEND_BASE => {
                 // A send left over from a batch that failed part-way: account it as usual.
                 if c.result < 0 && -c.result != libc::ECANCELED {
@@ -678,18 +706,13 @@ impl UringIo {
                         summary.path_errors += 1;
                     }
                 }
-                Ok(false)
+                Ok(())
             }
-            _ => Ok(false),
+            _ => Ok(()),
         }
     }
 
-    fn on_recv<F>(
-        &mut self,
-        c: Completion,
-        summary: &mut RecvSummary,
-        f: &mut F,
-    ) -> io::Result<bool>
+    fn on_recv<F>(&mut self, c: Completion, summary: &mut RecvSummary, f: &mut F) -> io::Result<()>
     where
         F: FnMut(RecvUnit<'_>),
     {
@@ -701,25 +724,24 @@ impl UringIo {
             return match errno {
                 libc::ENOBUFS => {
                     self.stats.recv_no_buffers += 1;
-                    Ok(false)
+                    Ok(())
                 }
-                libc::ECANCELED => Ok(false),
+                libc::ECANCELED => Ok(()),
                 e if is_path_errno(e) => {
                     let fd = self.fd();
                     drain_errqueue(fd, |pe| {
                         f(RecvUnit::PathError(pe));
                         summary.path_errors += 1;
                     });
-                    Ok(false)
+                    Ok(())
                 }
                 _ => Err(io::Error::from_raw_os_error(errno)),
             };
         }
         let Some(bid) = cqueue::buffer_select(c.flags) else {
-            return Ok(false);
+            return Ok(());
         };
         let gro = self.offload.status().gro;
-        let mut handed = false;
         if let Some(buffer) = self.bufs.buffer(bid, c.result as usize) {
             match types::RecvMsgOut::parse(buffer, &self.recv_header) {
                 Ok(msg) if !msg.is_payload_truncated() && !msg.is_name_data_truncated() => {
@@ -738,7 +760,6 @@ impl UringIo {
                                 payload,
                                 segment_bytes,
                             });
-                            handed = true;
                         }
                         None => self.stats.rx_truncated += 1,
                     }
@@ -747,7 +768,7 @@ impl UringIo {
             }
         }
         self.bufs.provide(bid);
-        Ok(handed)
+        Ok(())
     }
 
     /// Cancels the receive and the eventfd read and waits for the kernel to let go of our memory.
