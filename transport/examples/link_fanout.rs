@@ -113,8 +113,9 @@ fn addr(k: u8) -> SocketAddr {
 
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
-    // SAFETY: clock_gettime writes one timespec we own.
+    // SAFETY: timespec is plain old data; all-zero bytes are a valid value.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes one timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

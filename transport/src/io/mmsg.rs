@@ -37,8 +37,8 @@ pub struct MmsgIo {
 }
 
 // SAFETY: the raw pointers inside `iovecs` and `headers` (into `names`, `iovecs` and the control
-// buffers) are rewritten at the start of every call
-// and only dereferenced by the kernel during that call; nothing is shared between threads.
+// buffers) are rewritten at the start of every call and only dereferenced by the kernel during
+// that call; nothing is shared between threads.
 unsafe impl Send for MmsgIo {}
 
 impl MmsgIo {

@@ -662,9 +662,10 @@ impl LinkIo {
         }
     }
 
-    /// Fills `out` (cleared first) like [`LinkIo::recv_each`]; returns the number of datagrams.
-    /// On mmsg the kernel writes straight into `out`; on io_uring each datagram is copied once
-    /// from the provided buffer.
+    /// Fills `out` (cleared first) like [`LinkIo::recv_each`] (at most `out.capacity()` receives);
+    /// returns the number of datagrams, a GRO receive counting as the datagrams it carries, each
+    /// handed out separately by [`RecvBatch::iter`]. On mmsg the kernel writes straight into
+    /// `out`; on io_uring each receive is copied once from the provided buffer.
     pub fn recv_batch(
         &mut self,
         out: &mut RecvBatch,
