@@ -527,6 +527,7 @@ impl LinkSet {
             batch_max: config.batch_max,
             recv_buffers: config.recv_buffers,
             socket_buffer_bytes: io::SOCKET_BUFFER_BYTES_DEFAULT,
+            udp_offload: true,
         };
         let pool_len =
             config.rx_queue_capacity + config.tx_queue_capacity * config.links.len() + 256;

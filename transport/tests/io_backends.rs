@@ -14,6 +14,7 @@ fn small_opts() -> IoOptions {
         batch_max: 16,
         recv_buffers: 64,
         socket_buffer_bytes: 1 << 20,
+        udp_offload: true,
     }
 }
 

@@ -7,6 +7,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
+use super::gso_plan::SendPlan;
+use super::offload::{
+    count_received, count_sent, gro_segment_bytes, resend_singly, Offload, OffloadStatus,
+    RecvControl, RunFailure, SendControl, RECV_CONTROL_BYTES,
+};
 use super::sockaddr::{self, RawSockAddr};
 use super::sockopt::{bind_udp, drain_errqueue, is_path_errno};
 use super::{remaining, Incoming, IoOptions, IoStats, PathError, RecvBatch, RecvSummary, Waker};
@@ -23,12 +28,17 @@ pub struct MmsgIo {
     names: Vec<RawSockAddr>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    send_controls: Vec<SendControl>,
+    recv_controls: Vec<RecvControl>,
+    plan: SendPlan,
+    offload: Offload,
     pending_errors: Vec<PathError>,
     stats: IoStats,
 }
 
-// SAFETY: the raw pointers inside `iovecs` and `headers` are rewritten at the start of every call
-// and only dereferenced by the kernel during that call; nothing is shared between threads.
+// SAFETY: the raw pointers inside `iovecs` and `headers` (into `names`, `iovecs` and the control
+// buffers) are rewritten at the start of every call and only dereferenced by the kernel during
+// that call; nothing is shared between threads.
 unsafe impl Send for MmsgIo {}
 
 impl MmsgIo {
@@ -36,6 +46,11 @@ impl MmsgIo {
     pub fn open(bind: SocketAddr, opts: &IoOptions) -> io::Result<MmsgIo> {
         opts.validate()?;
         let socket = bind_udp(bind, opts.socket_buffer_bytes)?;
+        let offload = Offload::open(
+            socket.as_raw_fd(),
+            opts.udp_offload,
+            opts.max_datagram_bytes,
+        );
         Ok(MmsgIo {
             socket,
             opts: opts.clone(),
@@ -51,6 +66,10 @@ impl MmsgIo {
             ],
             // SAFETY: mmsghdr is POD; zero is a valid value (null pointers, zero lengths).
             headers: vec![unsafe { mem::zeroed::<libc::mmsghdr>() }; opts.batch_max],
+            send_controls: vec![SendControl::zeroed(); opts.batch_max],
+            recv_controls: vec![RecvControl::zeroed(); opts.batch_max],
+            plan: SendPlan::with_capacity(opts.batch_max),
+            offload,
             pending_errors: Vec::with_capacity(opts.batch_max),
             stats: IoStats::default(),
         })
@@ -71,6 +90,9 @@ impl MmsgIo {
     pub(crate) fn stats(&self) -> IoStats {
         self.stats
     }
+    pub(crate) fn offload(&self) -> OffloadStatus {
+        self.offload.status()
+    }
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
@@ -78,65 +100,119 @@ impl MmsgIo {
     pub(crate) fn send_batch(&mut self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
         let mut sent = 0;
         for chunk in datagrams.chunks(self.opts.batch_max) {
-            for (i, (dest, data)) in chunk.iter().enumerate() {
-                let name_len = sockaddr::write(dest, &mut self.names[i]);
-                self.iovecs[i] = libc::iovec {
-                    iov_base: data.as_ptr() as *mut libc::c_void,
-                    iov_len: data.len(),
-                };
-                let hdr = &mut self.headers[i].msg_hdr;
-                hdr.msg_name = (&mut self.names[i] as *mut RawSockAddr).cast();
-                hdr.msg_namelen = name_len;
-                hdr.msg_iov = &mut self.iovecs[i];
-                hdr.msg_iovlen = 1;
-                hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_controllen = 0;
-                hdr.msg_flags = 0;
-            }
+            self.plan.plan(chunk, self.offload.max_segments());
+            self.prepare_send(chunk);
+            let runs = self.plan.runs().len();
             let mut offset = 0;
-            while offset < chunk.len() {
+            while offset < runs {
                 self.stats.syscalls += 1;
-                // SAFETY: headers[offset..chunk.len()] point at names/iovecs set above and at the
-                // caller's payload slices, all alive for this call.
+                // SAFETY: headers[offset..runs] point at names, iovecs and controls set by
+                // prepare_send and at the caller's payload slices, all alive for this call.
                 let rc = unsafe {
                     libc::sendmmsg(
                         self.fd(),
                         self.headers[offset..].as_mut_ptr(),
-                        (chunk.len() - offset) as u32,
+                        (runs - offset) as u32,
                         0,
                     )
                 };
                 if rc >= 0 {
+                    for run in &self.plan.runs()[offset..offset + rc as usize] {
+                        sent += run.count;
+                        count_sent(&mut self.stats, run.count);
+                    }
                     offset += rc as usize;
-                    sent += rc as usize;
-                    self.stats.tx_datagrams += rc as u64;
                     continue;
                 }
                 let err = io::Error::last_os_error();
-                let errno = err.raw_os_error().unwrap_or(0);
-                match errno {
+                match err.raw_os_error().unwrap_or(0) {
                     libc::EINTR => {}
                     libc::EAGAIN => self.wait_writable()?,
-                    e if is_path_errno(e) => {
-                        // An ICMP error pending on the socket is returned by whichever send comes
-                        // next; the error queue names the destination it really concerns.
-                        let pending = &mut self.pending_errors;
-                        let drained =
-                            drain_errqueue(self.socket.as_raw_fd(), |pe| pending.push(pe));
-                        if drained == 0 {
-                            self.pending_errors.push(PathError {
-                                dest: chunk[offset].0,
-                                errno: e,
-                            });
-                        }
-                        self.stats.tx_errors += 1;
+                    errno => {
+                        sent += self.on_run_error(chunk, offset, errno, err)?;
                         offset += 1;
                     }
-                    _ => return Err(err),
                 }
             }
         }
         Ok(sent)
+    }
+
+    /// Points one mmsghdr per planned run at its destination, its datagrams (one iovec each, in
+    /// plan order, no copy) and, for a run of several, a `UDP_SEGMENT` control message.
+    fn prepare_send(&mut self, chunk: &[(SocketAddr, &[u8])]) {
+        for (k, &index) in self.plan.order().iter().enumerate() {
+            let data = chunk[index].1;
+            self.iovecs[k] = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+        }
+        for (r, run) in self.plan.runs().iter().enumerate() {
+            let name_len = sockaddr::write(&run.dest, &mut self.names[r]);
+            let hdr = &mut self.headers[r].msg_hdr;
+            hdr.msg_name = (&mut self.names[r] as *mut RawSockAddr).cast();
+            hdr.msg_namelen = name_len;
+            hdr.msg_iov = &mut self.iovecs[run.first];
+            hdr.msg_iovlen = run.count;
+            if run.count > 1 {
+                // The planner keeps runs of several within 65527 bytes, so a segment fits a u16.
+                let segment = u16::try_from(run.segment_bytes).unwrap_or(u16::MAX);
+                hdr.msg_controllen = self.send_controls[r].write_segment(segment);
+                hdr.msg_control = self.send_controls[r].as_mut_ptr();
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            hdr.msg_flags = 0;
+        }
+    }
+
+    /// The run at `offset` failed with `errno`: a single datagram is handled as before GSO (a
+    /// per-destination error is reported and counted, anything else fails the batch); a run of
+    /// several is resent one datagram per `sendmsg` when [`Offload::on_run_failed`] says so.
+    /// Returns how many datagrams the resend got out.
+    fn on_run_error(
+        &mut self,
+        chunk: &[(SocketAddr, &[u8])],
+        offset: usize,
+        errno: i32,
+        err: io::Error,
+    ) -> io::Result<usize> {
+        let run = self.plan.runs()[offset];
+        let fd = self.fd();
+        if run.count == 1 {
+            if !is_path_errno(errno) {
+                return Err(err);
+            }
+            // An ICMP error pending on the socket is returned by whichever send comes next; the
+            // error queue names the destination it really concerns.
+            let pending = &mut self.pending_errors;
+            if drain_errqueue(fd, |pe| pending.push(pe)) == 0 {
+                self.pending_errors.push(PathError {
+                    dest: run.dest,
+                    errno,
+                });
+            }
+            self.stats.tx_errors += 1;
+            return Ok(0);
+        }
+        let local = self.socket.local_addr().ok();
+        if self.offload.on_run_failed(errno, local) == RunFailure::Fail {
+            return Err(err);
+        }
+        if is_path_errno(errno) {
+            let pending = &mut self.pending_errors;
+            drain_errqueue(fd, |pe| pending.push(pe));
+        }
+        let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
+        resend_singly(
+            fd,
+            run.dest,
+            datagrams,
+            &mut self.stats,
+            &mut self.pending_errors,
+        )
     }
 
     fn wait_writable(&mut self) -> io::Result<()> {
@@ -219,10 +295,16 @@ impl MmsgIo {
         }
     }
 
-    /// One non-blocking recvmmsg into `out`; returns (datagrams read, datagrams kept).
+    /// One non-blocking recvmmsg into `out`; returns (receives read, receives kept). With GRO each
+    /// entry has a control buffer for the `UDP_GRO` segment size.
     fn recvmmsg_into(&mut self, out: &mut RecvBatch) -> io::Result<(usize, usize)> {
         let n = out.capacity().min(self.opts.batch_max);
         let slot = out.slot_bytes;
+        let control_bytes = if self.offload.status().gro {
+            RECV_CONTROL_BYTES
+        } else {
+            0
+        };
         for i in 0..n {
             self.iovecs[i] = libc::iovec {
                 // SAFETY: slot i lies inside `out.storage` (capacity() slots of slot_bytes each).
@@ -235,12 +317,17 @@ impl MmsgIo {
             hdr.msg_hdr.msg_namelen = sockaddr::RAW_SOCKADDR_LEN;
             hdr.msg_hdr.msg_iov = &mut self.iovecs[i];
             hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
+            hdr.msg_hdr.msg_control = if control_bytes > 0 {
+                self.recv_controls[i].0.as_mut_ptr().cast()
+            } else {
+                std::ptr::null_mut()
+            };
+            hdr.msg_hdr.msg_controllen = control_bytes;
             hdr.msg_hdr.msg_flags = 0;
         }
         self.stats.syscalls += 1;
-        // SAFETY: the first n headers point at live names, iovecs and slots of `out`.
+        // SAFETY: the first n headers point at live names, iovecs, control buffers and slots of
+        // `out`.
         let rc = unsafe {
             libc::recvmmsg(
                 self.fd(),
@@ -253,7 +340,7 @@ impl MmsgIo {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        out.meta.clear();
+        out.clear_received();
         let mut kept = 0;
         for i in 0..rc as usize {
             let hdr = &self.headers[i];
@@ -261,17 +348,20 @@ impl MmsgIo {
             let from = sockaddr::read_raw(&self.names[i], hdr.msg_hdr.msg_namelen);
             match (truncated, from) {
                 (false, Some(from)) => {
+                    let len = hdr.msg_len as usize;
+                    let control_len = hdr.msg_hdr.msg_controllen.min(control_bytes);
+                    let segment_bytes = gro_segment_bytes(&self.recv_controls[i].0[..control_len]);
                     if kept != i {
                         out.storage
-                            .copy_within(i * slot..i * slot + hdr.msg_len as usize, kept * slot);
+                            .copy_within(i * slot..i * slot + len, kept * slot);
                     }
-                    out.meta.push((from, hdr.msg_len as usize));
+                    out.push_meta(from, len, segment_bytes);
+                    count_received(&mut self.stats, len, segment_bytes);
                     kept += 1;
                 }
                 _ => self.stats.rx_truncated += 1,
             }
         }
-        self.stats.rx_datagrams += kept as u64;
         Ok((rc as usize, kept))
     }
 

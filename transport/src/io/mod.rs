@@ -11,13 +11,25 @@
 //! send) as a per-destination [`PathError`], never as an error of the whole socket, and never spin
 //! on it. A [`Waker`] interrupts a blocked receive from another thread (an eventfd write).
 //!
+//! UDP segmentation offload (on by default, [`IoOptions::udp_offload`], `TOTEM_GSO=off`): a send
+//! batch is planned as runs of equal-size datagrams to one destination (`gso_plan.rs`, which also
+//! states the order rule), each run leaving in one `sendmsg` with a `UDP_SEGMENT` control
+//! message; with `UDP_GRO` the kernel may hand over several datagrams in one receive, which is
+//! split again before anything above this module sees it (`offload.rs`). A kernel that refuses
+//! GSO at run time gets the run again one datagram per `sendmsg`, and GSO is switched off for that
+//! socket with one warning.
+//!
 //! Threading: a [`LinkIo`] may be moved to another thread before its first I/O call; after that,
 //! use it from that thread only (the io_uring ring is created `SINGLE_ISSUER`).
 
+mod gso_plan;
 pub mod mmsg;
+mod offload;
 mod sockaddr;
 mod sockopt;
 pub mod uring;
+
+pub use offload::OffloadStatus;
 
 use std::fmt;
 use std::io;
@@ -108,6 +120,10 @@ pub struct IoOptions {
     pub recv_buffers: u16,
     /// SO_RCVBUF / SO_SNDBUF asked for (the kernel may clamp it unless we are root).
     pub socket_buffer_bytes: usize,
+    /// UDP GSO on send and GRO on receive, where the kernel has them (default on; `TOTEM_GSO=off`
+    /// turns them off for comparison runs). GRO is only turned on when `max_datagram_bytes` can
+    /// hold a coalesced receive (at least 65527 bytes): smaller buffers would truncate it.
+    pub udp_offload: bool,
 }
 
 impl Default for IoOptions {
@@ -117,6 +133,7 @@ impl Default for IoOptions {
             batch_max: BATCH_MAX_DEFAULT,
             recv_buffers: RECV_BUFFERS_DEFAULT,
             socket_buffer_bytes: SOCKET_BUFFER_BYTES_DEFAULT,
+            udp_offload: true,
         }
     }
 }
@@ -134,6 +151,32 @@ impl IoOptions {
             return Err(invalid("recv_buffers must be 1..=32768"));
         }
         Ok(())
+    }
+}
+
+/// Environment variable that turns UDP GSO/GRO off for every link socket of the process: `off`
+/// (also `0`, `no`, `false`); `on` or unset leaves [`IoOptions::udp_offload`] as it is.
+pub const OFFLOAD_ENV_VAR: &str = "TOTEM_GSO";
+
+/// False when `TOTEM_GSO` turns offload off (logged once per process); an unknown value is an
+/// error, like an unknown `TOTEM_IO`.
+fn offload_allowed_by_env() -> io::Result<bool> {
+    let Ok(value) = std::env::var(OFFLOAD_ENV_VAR) else {
+        return Ok(true);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "on" | "1" | "yes" | "true" | "auto" => Ok(true),
+        "off" | "0" | "no" | "false" => {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                tracing::info!("UDP GSO/GRO turned off by {OFFLOAD_ENV_VAR}={value}")
+            });
+            Ok(false)
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown {OFFLOAD_ENV_VAR} value {value:?}: expected on or off"),
+        )),
     }
 }
 
@@ -208,14 +251,66 @@ pub struct IoStats {
     pub recv_no_buffers: u64,
     /// System calls that waited for or reaped completions (io_uring_enter / recvmmsg / sendmmsg / ppoll).
     pub syscalls: u64,
+    /// GSO sends: runs of more than one datagram sent with one `sendmsg` (`UDP_SEGMENT`).
+    pub tx_gso_runs: u64,
+    /// Datagrams sent inside those runs (included in `tx_datagrams`).
+    pub tx_gso_segments: u64,
+    /// GSO runs the kernel refused as a whole and that were resent one datagram per `sendmsg`.
+    pub tx_gso_resends: u64,
+    /// Receives that carried more than one datagram (GRO).
+    pub rx_gro_receives: u64,
+    /// Datagrams that arrived inside those receives (included in `rx_datagrams`).
+    pub rx_gro_segments: u64,
 }
 
-/// A reusable batch of received datagrams: storage for `batch_max` datagrams of
-/// `max_datagram_bytes`, allocated once.
+/// One receive as the kernel returned it: one datagram, or with GRO several of `segment_bytes`
+/// each (the last may be shorter) from the same source, or a path error.
+#[derive(Debug)]
+pub(crate) enum RecvUnit<'a> {
+    /// `payload` from `from`; see [`offload::segments`] for how it splits into datagrams.
+    Received {
+        from: SocketAddr,
+        payload: &'a [u8],
+        segment_bytes: Option<usize>,
+    },
+    /// As [`Incoming::PathError`].
+    PathError(PathError),
+}
+
+impl RecvUnit<'_> {
+    /// Hands the unit to a per-datagram callback, one [`Incoming::Datagram`] per segment.
+    pub(crate) fn split_into<F: FnMut(Incoming<'_>)>(self, f: &mut F) {
+        match self {
+            RecvUnit::Received {
+                from,
+                payload,
+                segment_bytes,
+            } => {
+                for data in offload::segments(payload, segment_bytes) {
+                    f(Incoming::Datagram { from, data });
+                }
+            }
+            RecvUnit::PathError(e) => f(Incoming::PathError(e)),
+        }
+    }
+}
+
+/// Where one receive of a [`RecvBatch`] came from and how it splits.
+#[derive(Clone, Copy, Debug)]
+struct SlotMeta {
+    from: SocketAddr,
+    len: usize,
+    segment_bytes: Option<usize>,
+}
+
+/// A reusable batch of received datagrams: `batch_max` slots of `max_datagram_bytes`, allocated
+/// once. A slot holds one receive: one datagram, or with GRO several from one source, which
+/// [`RecvBatch::iter`] and [`RecvBatch::get`] hand out as separate datagrams.
 pub struct RecvBatch {
     slot_bytes: usize,
     storage: Box<[u8]>,
-    meta: Vec<(SocketAddr, usize)>,
+    meta: Vec<SlotMeta>,
+    datagrams: usize,
     path_errors: Vec<PathError>,
     woken: bool,
 }
@@ -227,6 +322,7 @@ impl RecvBatch {
             slot_bytes: opts.max_datagram_bytes,
             storage: vec![0u8; opts.max_datagram_bytes * opts.batch_max].into_boxed_slice(),
             meta: Vec::with_capacity(opts.batch_max),
+            datagrams: 0,
             path_errors: Vec::with_capacity(opts.batch_max),
             woken: false,
         }
@@ -237,31 +333,38 @@ impl RecvBatch {
             slot_bytes: 1,
             storage: Box::new([]),
             meta: Vec::new(),
+            datagrams: 0,
             path_errors: Vec::new(),
             woken: false,
         }
     }
     /// Number of datagrams held.
     pub fn len(&self) -> usize {
-        self.meta.len()
+        self.datagrams
     }
     /// True when no datagram is held.
     pub fn is_empty(&self) -> bool {
-        self.meta.is_empty()
+        self.datagrams == 0
     }
-    /// Most datagrams one call can hold.
+    /// Most receives one call can hold: as many datagrams, or more when GRO coalesced some.
     pub fn capacity(&self) -> usize {
         self.storage.len() / self.slot_bytes.max(1)
     }
-    /// Datagram `i` as (source, payload).
+    /// Receives held (fewer than [`RecvBatch::len`] when GRO coalesced datagrams).
+    pub fn receives(&self) -> usize {
+        self.meta.len()
+    }
+    /// Datagram `i` (in arrival order) as (source, payload).
     pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
-        let (from, len) = *self.meta.get(i)?;
-        let start = i * self.slot_bytes;
-        Some((from, &self.storage[start..start + len]))
+        self.iter().nth(i)
     }
     /// All datagrams held, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
-        (0..self.meta.len()).filter_map(move |i| self.get(i))
+        self.meta.iter().enumerate().flat_map(move |(slot, m)| {
+            let start = slot * self.slot_bytes;
+            offload::segments(&self.storage[start..start + m.len], m.segment_bytes)
+                .map(move |data| (m.from, data))
+        })
     }
     /// Per-destination errors seen during the call.
     pub fn path_errors(&self) -> &[PathError] {
@@ -272,21 +375,35 @@ impl RecvBatch {
         self.woken
     }
     fn clear(&mut self) {
-        self.meta.clear();
+        self.clear_received();
         self.path_errors.clear();
         self.woken = false;
+    }
+    /// Forgets the receives (not the path errors).
+    fn clear_received(&mut self) {
+        self.meta.clear();
+        self.datagrams = 0;
     }
     fn is_full(&self) -> bool {
         self.meta.len() >= self.capacity()
     }
-    /// Copies one datagram in; false when the batch is full or the datagram too long.
-    fn push_copy(&mut self, from: SocketAddr, data: &[u8]) -> bool {
+    /// Records that slot `meta.len()` holds `len` bytes from `from`.
+    fn push_meta(&mut self, from: SocketAddr, len: usize, segment_bytes: Option<usize>) {
+        self.meta.push(SlotMeta {
+            from,
+            len,
+            segment_bytes,
+        });
+        self.datagrams += offload::segment_count(len, segment_bytes);
+    }
+    /// Copies one receive in; false when the batch is full or the payload too long.
+    fn push_copy(&mut self, from: SocketAddr, data: &[u8], segment_bytes: Option<usize>) -> bool {
         if self.is_full() || data.len() > self.slot_bytes {
             return false;
         }
         let start = self.meta.len() * self.slot_bytes;
         self.storage[start..start + data.len()].copy_from_slice(data);
-        self.meta.push((from, data.len()));
+        self.push_meta(from, data.len(), segment_bytes);
         true
     }
 }
@@ -294,7 +411,8 @@ impl RecvBatch {
 impl fmt::Debug for RecvBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecvBatch")
-            .field("len", &self.meta.len())
+            .field("len", &self.datagrams)
+            .field("receives", &self.meta.len())
             .field("path_errors", &self.path_errors)
             .field("woken", &self.woken)
             .finish()
@@ -396,6 +514,11 @@ impl fmt::Debug for LinkIo {
 /// logged once per process at info level (and the reason of a fallback at warn level).
 pub fn open(bind: SocketAddr, backend: Backend, opts: &IoOptions) -> io::Result<LinkIo> {
     opts.validate()?;
+    let mut opts = opts.clone();
+    if opts.udp_offload && !offload_allowed_by_env()? {
+        opts.udp_offload = false;
+    }
+    let opts = &opts;
     let requested = match backend {
         Backend::Auto => Backend::from_env()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
@@ -420,13 +543,20 @@ pub fn open(bind: SocketAddr, backend: Backend, opts: &IoOptions) -> io::Result<
         },
     };
     let io = LinkIo { inner };
-    log_backend_once(io.kind());
+    log_backend_once(io.kind(), io.offload());
     Ok(io)
 }
 
-fn log_backend_once(kind: BackendKind) {
+fn log_backend_once(kind: BackendKind, offload: OffloadStatus) {
     static LOGGED: std::sync::Once = std::sync::Once::new();
-    LOGGED.call_once(|| tracing::info!("link I/O backend: {kind}"));
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    LOGGED.call_once(|| {
+        tracing::info!(
+            "link I/O backend: {kind}, UDP GSO {}, GRO {}",
+            on_off(offload.gso),
+            on_off(offload.gro)
+        )
+    });
 }
 
 fn log_fallback_once(e: &io::Error) {
@@ -481,6 +611,14 @@ impl LinkIo {
         }
     }
 
+    /// Which UDP offloads the socket uses now (GSO may have been switched off since open).
+    pub fn offload(&self) -> OffloadStatus {
+        match &self.inner {
+            Inner::Uring(io) => io.offload(),
+            Inner::Mmsg(io) => io.offload(),
+        }
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> IoStats {
         match &self.inner {
@@ -493,6 +631,13 @@ impl LinkIo {
     /// when the socket buffer has room). Returns how many were sent; a datagram whose destination
     /// failed is not counted and is reported as a [`PathError`] by the next receive call. Waits
     /// for socket buffer space when it is full.
+    ///
+    /// With GSO on, each batch of `batch_max` is regrouped by destination (each destination's
+    /// order kept, the batch's last datagram still last: `gso_plan.rs`) and runs of equal-size
+    /// datagrams to one destination leave in one `sendmsg`. Both backends send the planned runs
+    /// strictly in order (sendmmsg; a linked chain of SENDMSG entries on io_uring) and deal with a
+    /// failed run before the next one goes out: a run the kernel refuses as a whole is resent
+    /// one datagram per `sendmsg` in its place.
     pub fn send_batch(&mut self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Uring(io) => io.send_batch(datagrams),
@@ -502,7 +647,11 @@ impl LinkIo {
 
     /// Hands up to `batch_max` received datagrams and pending path errors to `f`, waiting until
     /// at least one arrives, the [`Waker`] fires or `deadline` passes (`None`: wait indefinitely).
-    /// On io_uring the payload is read straight from the provided buffer (no copy).
+    /// With GRO one receive may carry up to 64 datagrams from one source; each is handed over as
+    /// its own [`Incoming::Datagram`], in order, and a receive is never split between calls, so a
+    /// call may hand over more than `batch_max` (on io_uring at most 63 more; with recvmmsg up to
+    /// `batch_max` receives). On io_uring the payload is read straight from the provided buffer
+    /// (no copy).
     pub fn recv_each<F>(&mut self, deadline: Option<Instant>, f: F) -> io::Result<RecvSummary>
     where
         F: FnMut(Incoming<'_>),
@@ -513,9 +662,10 @@ impl LinkIo {
         }
     }
 
-    /// Fills `out` (cleared first) like [`LinkIo::recv_each`]; returns the number of datagrams.
-    /// On mmsg the kernel writes straight into `out`; on io_uring each datagram is copied once
-    /// from the provided buffer.
+    /// Fills `out` (cleared first) like [`LinkIo::recv_each`] (at most `out.capacity()` receives);
+    /// returns the number of datagrams, a GRO receive counting as the datagrams it carries, each
+    /// handed out separately by [`RecvBatch::iter`]. On mmsg the kernel writes straight into
+    /// `out`; on io_uring each receive is copied once from the provided buffer.
     pub fn recv_batch(
         &mut self,
         out: &mut RecvBatch,
@@ -525,13 +675,17 @@ impl LinkIo {
         match &mut self.inner {
             Inner::Uring(io) => {
                 let summary =
-                    io.recv_each_limited(deadline, out.capacity(), |item| match item {
-                        Incoming::Datagram { from, data } => {
-                            // Cannot fail: recv_each_limited hands at most `capacity` datagrams of at
-                            // most max_datagram_bytes (longer ones are dropped as truncated).
-                            let _ = out.push_copy(from, data);
+                    io.recv_units_limited(deadline, out.capacity(), |unit| match unit {
+                        RecvUnit::Received {
+                            from,
+                            payload,
+                            segment_bytes,
+                        } => {
+                            // Cannot fail: recv_units_limited hands at most `capacity` receives of
+                            // at most max_datagram_bytes (longer ones are dropped as truncated).
+                            let _ = out.push_copy(from, payload, segment_bytes);
                         }
-                        Incoming::PathError(e) => out.path_errors.push(e),
+                        RecvUnit::PathError(e) => out.path_errors.push(e),
                     })?;
                 out.woken = summary.woken;
             }

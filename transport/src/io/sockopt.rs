@@ -11,7 +11,7 @@ use super::PathError;
 /// Most error-queue entries read per call, so a flood of ICMP errors cannot starve receives.
 const ERRQUEUE_DRAIN_MAX: usize = 64;
 
-fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+pub(crate) fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: passes a pointer to a live i32 and its exact size.
     let rc = unsafe {
         libc::setsockopt(

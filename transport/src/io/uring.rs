@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
+use super::gso_plan::SendPlan;
+use super::offload::{
+    count_received, count_sent, gro_segment_bytes, resend_singly, segment_count, Offload,
+    OffloadStatus, RunFailure, SendControl, RECV_CONTROL_BYTES,
+};
 use super::sockaddr::{self, RawSockAddr};
 use super::sockopt::{bind_udp, drain_errqueue, is_path_errno};
-use super::{remaining, Incoming, IoOptions, IoStats, PathError, RecvSummary, Waker};
+use super::{remaining, Incoming, IoOptions, IoStats, PathError, RecvSummary, RecvUnit, Waker};
 
 /// `user_data` of the multishot receive.
 const TOKEN_RECV: u64 = 1;
@@ -34,7 +39,8 @@ const TOKEN_SEND_BASE: u64 = 1 << 32;
 const BUFFER_GROUP_ID: u16 = 0;
 /// Page alignment the kernel requires of a provided-buffer ring (io_uring_register_buf_ring.3).
 const PAGE_BYTES: usize = 4096;
-/// Bytes the kernel writes before the name in a multishot recvmsg buffer (`io_uring_recvmsg_out`).
+/// Bytes the kernel writes before the name in a multishot recvmsg buffer (`io_uring_recvmsg_out`);
+/// then come the name, the control messages (when `msg_controllen` asks for them) and the payload.
 const RECVMSG_OUT_HEADER_BYTES: usize = 16;
 /// How long drop waits for the kernel to acknowledge cancelling the receive and the eventfd read.
 const DROP_CANCEL_WAIT: Duration = Duration::from_millis(200);
@@ -107,12 +113,17 @@ impl Drop for BufRing {
     }
 }
 
-/// What one send entry points at; boxed in a slice so the addresses stay put while in flight.
+/// What one send entry (one planned run) points at; boxed in a slice so the addresses stay put
+/// while in flight. The run's iovecs live in [`UringIo::iovecs`].
 struct SendSlot {
     header: libc::msghdr,
-    iov: libc::iovec,
     name: RawSockAddr,
+    control: SendControl,
     dest: Option<SocketAddr>,
+    /// Datagrams in the run.
+    count: usize,
+    /// The run went out (or failed for good): not submitted again when its chain is resumed.
+    done: bool,
 }
 
 /// A completion copied out of the completion queue.
@@ -130,6 +141,8 @@ pub struct UringIo {
     bufs: BufRing,
     recv_header: Box<libc::msghdr>,
     slots: Box<[SendSlot]>,
+    /// One per datagram of a send chunk, in plan order; each slot's msghdr points at its run's.
+    iovecs: Box<[libc::iovec]>,
     wake_value: Box<u64>,
     socket: UdpSocket,
     waker: Waker,
@@ -142,6 +155,10 @@ pub struct UringIo {
     stash: Vec<Completion>,
     reaped: Vec<Completion>,
     pending_errors: Vec<PathError>,
+    plan: SendPlan,
+    offload: Offload,
+    /// Send runs of the current round that failed: (run index, errno).
+    failures: Vec<(usize, i32)>,
     stats: IoStats,
 }
 
@@ -179,8 +196,19 @@ impl UringIo {
             }
         }
         let socket = bind_udp(bind, opts.socket_buffer_bytes)?;
+        let offload = Offload::open(
+            socket.as_raw_fd(),
+            opts.udp_offload,
+            opts.max_datagram_bytes,
+        );
+        let control_bytes = if offload.status().gro {
+            RECV_CONTROL_BYTES
+        } else {
+            0
+        };
         let buf_bytes = RECVMSG_OUT_HEADER_BYTES
             + sockaddr::RAW_SOCKADDR_LEN as usize
+            + control_bytes
             + opts.max_datagram_bytes;
         let mut bufs = BufRing::new(buffer_count, buf_bytes)?;
         // SAFETY: the ring memory stays allocated and unmoved until the ring is closed (field
@@ -197,19 +225,26 @@ impl UringIo {
         }
         bufs.publish();
 
-        // SAFETY: msghdr is POD; zero is valid. Multishot recvmsg reads only namelen/controllen.
+        // SAFETY: msghdr is POD; zero is valid. Multishot recvmsg reads only namelen/controllen:
+        // they fix the layout of every receive buffer (name, control messages, payload).
         let mut recv_header: Box<libc::msghdr> = Box::new(unsafe { mem::zeroed() });
         recv_header.msg_namelen = sockaddr::RAW_SOCKADDR_LEN;
+        recv_header.msg_controllen = control_bytes;
         let slots = (0..opts.batch_max)
             .map(|_| SendSlot {
                 // SAFETY: as above.
                 header: unsafe { mem::zeroed() },
-                iov: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
                 name: sockaddr::zeroed(),
+                control: SendControl::zeroed(),
                 dest: None,
+                count: 0,
+                done: false,
+            })
+            .collect();
+        let iovecs = (0..opts.batch_max)
+            .map(|_| libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
             })
             .collect();
         Ok(UringIo {
@@ -217,6 +252,7 @@ impl UringIo {
             bufs,
             recv_header,
             slots,
+            iovecs,
             wake_value: Box::new(0),
             socket,
             waker: Waker::new()?,
@@ -228,6 +264,9 @@ impl UringIo {
             stash: Vec::with_capacity(cq_entries as usize),
             reaped: Vec::with_capacity(cq_entries as usize),
             pending_errors: Vec::with_capacity(opts.batch_max),
+            plan: SendPlan::with_capacity(opts.batch_max),
+            offload,
+            failures: Vec::with_capacity(opts.batch_max),
             stats: IoStats::default(),
         })
     }
@@ -246,6 +285,9 @@ impl UringIo {
     }
     pub(crate) fn stats(&self) -> IoStats {
         self.stats
+    }
+    pub(crate) fn offload(&self) -> OffloadStatus {
+        self.offload.status()
     }
     fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
@@ -351,49 +393,43 @@ impl UringIo {
         }
     }
 
+    /// Sends the batch chunk by chunk, one SENDMSG entry per planned run.
+    ///
+    /// With GSO on, a chunk's runs form one linked chain, so they leave strictly in plan order (as
+    /// with sendmmsg) even when one has to wait for socket buffer space, and when a run fails the
+    /// kernel cancels the rest: the failed run is dealt with (a per-destination error reported, or
+    /// a refused GSO run resent one datagram per `sendmsg`) and the rest is submitted again as a
+    /// new chain. With GSO off the entries are independent, as they were before GSO.
     pub(crate) fn send_batch(&mut self, datagrams: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
         self.prepare()?;
         let mut sent = 0;
         let mut first_error = None;
-        let fd = self.fd();
         for chunk in datagrams.chunks(self.slots.len()) {
-            for (i, (dest, data)) in chunk.iter().enumerate() {
-                let slot = &mut self.slots[i];
-                let name_len = sockaddr::write(dest, &mut slot.name);
-                slot.iov = libc::iovec {
-                    iov_base: data.as_ptr() as *mut libc::c_void,
-                    iov_len: data.len(),
-                };
-                slot.header.msg_name = (&mut slot.name as *mut RawSockAddr).cast();
-                slot.header.msg_namelen = name_len;
-                slot.header.msg_iov = &mut slot.iov;
-                slot.header.msg_iovlen = 1;
-                slot.dest = Some(*dest);
-                let entry = opcode::SendMsg::new(types::Fd(fd), &slot.header)
-                    .build()
-                    .user_data(TOKEN_SEND_BASE + i as u64);
-                // SAFETY: the slot is boxed; the payload is borrowed for this call and we do not
-                // return before every send of the chunk completed (or the ring is poisoned and
-                // never entered again).
-                unsafe { self.push(&entry)? };
-            }
-            let mut in_flight = chunk.len();
-            while in_flight > 0 {
-                self.enter(1, None)?;
-                self.reap(usize::MAX);
-                for k in 0..self.reaped.len() {
-                    let c = self.reaped[k];
-                    if c.user_data < TOKEN_SEND_BASE {
-                        self.stash.push(c);
-                        continue;
+            let max_segments = self.offload.max_segments();
+            let linked = max_segments > 1;
+            self.plan.plan(chunk, max_segments);
+            self.prepare_runs(chunk);
+            loop {
+                let submitted = self.submit_runs(linked)?;
+                if submitted == 0 {
+                    break;
+                }
+                let (chain_sent, settled) = self.complete_runs(submitted)?;
+                sent += chain_sent;
+                self.failures.sort_unstable();
+                for k in 0..self.failures.len() {
+                    let (index, errno) = self.failures[k];
+                    match self.on_run_failed(chunk, index, errno) {
+                        Ok(n) => sent += n,
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
                     }
-                    in_flight = in_flight.saturating_sub(1);
-                    if c.result >= 0 {
-                        sent += 1;
-                        self.stats.tx_datagrams += 1;
-                    } else if let Err(e) = self.on_send_error(c) {
-                        first_error.get_or_insert(e);
-                    }
+                }
+                if settled == 0 && self.failures.is_empty() {
+                    // Only cancellations nobody asked for: give up rather than loop.
+                    first_error.get_or_insert(io::Error::from_raw_os_error(libc::ECANCELED));
+                    break;
                 }
             }
         }
@@ -403,9 +439,146 @@ impl UringIo {
         }
     }
 
-    fn on_send_error(&mut self, c: Completion) -> io::Result<()> {
-        let errno = -c.result;
-        let index = (c.user_data - TOKEN_SEND_BASE) as usize;
+    /// Points each planned run's slot at its destination, one iovec per datagram (in plan order,
+    /// no copy) and, for a run of several, a `UDP_SEGMENT` control message.
+    fn prepare_runs(&mut self, chunk: &[(SocketAddr, &[u8])]) {
+        for (k, &index) in self.plan.order().iter().enumerate() {
+            let data = chunk[index].1;
+            self.iovecs[k] = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+        }
+        for (r, run) in self.plan.runs().iter().enumerate() {
+            let slot = &mut self.slots[r];
+            let name_len = sockaddr::write(&run.dest, &mut slot.name);
+            slot.header.msg_name = (&mut slot.name as *mut RawSockAddr).cast();
+            slot.header.msg_namelen = name_len;
+            slot.header.msg_iov = &mut self.iovecs[run.first];
+            slot.header.msg_iovlen = run.count;
+            if run.count > 1 {
+                // The planner keeps runs of several within 65527 bytes, so a segment fits a u16.
+                let segment = u16::try_from(run.segment_bytes).unwrap_or(u16::MAX);
+                slot.header.msg_controllen = slot.control.write_segment(segment);
+                slot.header.msg_control = slot.control.as_mut_ptr();
+            } else {
+                slot.header.msg_control = std::ptr::null_mut();
+                slot.header.msg_controllen = 0;
+            }
+            slot.dest = Some(run.dest);
+            slot.count = run.count;
+            slot.done = false;
+        }
+    }
+
+    /// Submits every planned run that has not gone out yet, as one linked chain when `linked`;
+    /// returns how many.
+    fn submit_runs(&mut self, linked: bool) -> io::Result<usize> {
+        let runs = self.plan.runs().len();
+        let pending: usize = (0..runs).filter(|&r| !self.slots[r].done).count();
+        // A chain must sit in the submission queue at once: split over two submissions it would
+        // end at the split.
+        let room = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < pending {
+            self.enter(0, None)?;
+        }
+        let fd = self.fd();
+        let mut left = pending;
+        for r in 0..runs {
+            if self.slots[r].done {
+                continue;
+            }
+            left -= 1;
+            let mut entry = opcode::SendMsg::new(types::Fd(fd), &self.slots[r].header)
+                .build()
+                .user_data(TOKEN_SEND_BASE + r as u64);
+            if linked && left > 0 {
+                entry = entry.flags(squeue::Flags::IO_LINK);
+            }
+            // SAFETY: the slot and the iovecs are boxed; the payload is borrowed for the
+            // send_batch call and we do not return before every send submitted completed (or the
+            // ring is poisoned and never entered again).
+            unsafe { self.push(&entry)? };
+        }
+        Ok(pending)
+    }
+
+    /// Waits for `submitted` send completions; returns the datagrams sent and how many runs
+    /// succeeded. Failed runs (not the ones cancelled because an earlier run of their chain
+    /// failed) are left in `self.failures` as (run index, errno).
+    fn complete_runs(&mut self, submitted: usize) -> io::Result<(usize, usize)> {
+        let mut sent = 0;
+        let mut succeeded = 0;
+        self.failures.clear();
+        let mut in_flight = submitted;
+        while in_flight > 0 {
+            self.enter(in_flight, None)?;
+            self.reap(usize::MAX);
+            for k in 0..self.reaped.len() {
+                let c = self.reaped[k];
+                if c.user_data < TOKEN_SEND_BASE {
+                    self.stash.push(c);
+                    continue;
+                }
+                in_flight = in_flight.saturating_sub(1);
+                let index = (c.user_data - TOKEN_SEND_BASE) as usize;
+                let Some(slot) = self.slots.get_mut(index) else {
+                    continue;
+                };
+                if c.result >= 0 {
+                    slot.done = true;
+                    succeeded += 1;
+                    sent += slot.count;
+                    count_sent(&mut self.stats, slot.count);
+                } else if -c.result != libc::ECANCELED {
+                    self.failures.push((index, -c.result));
+                }
+            }
+        }
+        Ok((sent, succeeded))
+    }
+
+    /// Run `index` of the chunk failed with `errno`: a single datagram is handled as before GSO
+    /// (a per-destination error is reported and counted, anything else fails the batch); a run of
+    /// several is resent one datagram per `sendmsg` when [`Offload::on_run_failed`] says so.
+    /// Returns how many datagrams the resend got out.
+    fn on_run_failed(
+        &mut self,
+        chunk: &[(SocketAddr, &[u8])],
+        index: usize,
+        errno: i32,
+    ) -> io::Result<usize> {
+        let run = self.plan.runs()[index];
+        self.slots[index].done = true;
+        if run.count == 1 {
+            self.on_send_error(index, errno)?;
+            return Ok(0);
+        }
+        let local = self.socket.local_addr().ok();
+        if self.offload.on_run_failed(errno, local) == RunFailure::Fail {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        let fd = self.fd();
+        if is_path_errno(errno) {
+            let pending = &mut self.pending_errors;
+            drain_errqueue(fd, |pe| pending.push(pe));
+        }
+        let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
+        resend_singly(
+            fd,
+            run.dest,
+            datagrams,
+            &mut self.stats,
+            &mut self.pending_errors,
+        )
+    }
+
+    /// A single-datagram send to slot `index` failed with `errno`: a per-destination error is
+    /// queued for the next receive call and counted; anything else is returned.
+    fn on_send_error(&mut self, index: usize, errno: i32) -> io::Result<()> {
         let dest = self.slots.get(index).and_then(|s| s.dest);
         if !is_path_errno(errno) {
             return Err(io::Error::from_raw_os_error(errno));
@@ -427,29 +600,31 @@ impl UringIo {
     pub(crate) fn recv_each<F>(
         &mut self,
         deadline: Option<Instant>,
-        f: F,
+        mut f: F,
     ) -> io::Result<RecvSummary>
     where
         F: FnMut(Incoming<'_>),
     {
         let limit = self.opts.batch_max;
-        self.recv_each_limited(deadline, limit, f)
+        self.recv_units_limited(deadline, limit, |unit| unit.split_into(&mut f))
     }
 
-    /// Hands at most `limit` datagrams (and any path errors) to `f`.
-    pub(crate) fn recv_each_limited<F>(
+    /// Hands receives (and any path errors) to `f` until `limit` datagrams were handed; a receive
+    /// is one datagram or, with GRO, several from one source, and is never split, so a call may
+    /// hand over up to 63 datagrams more than `limit` but never more than `limit` receives.
+    pub(crate) fn recv_units_limited<F>(
         &mut self,
         deadline: Option<Instant>,
         limit: usize,
         mut f: F,
     ) -> io::Result<RecvSummary>
     where
-        F: FnMut(Incoming<'_>),
+        F: FnMut(RecvUnit<'_>),
     {
         self.prepare()?;
         let mut summary = RecvSummary::default();
         for e in self.pending_errors.drain(..) {
-            f(Incoming::PathError(e));
+            f(RecvUnit::PathError(e));
             summary.path_errors += 1;
         }
         // Completions reaped while waiting for sends come first, in order.
@@ -479,7 +654,13 @@ impl UringIo {
             self.reap(room);
             let reaped = mem::take(&mut self.reaped);
             let mut result = Ok(());
-            for c in &reaped {
+            for (k, c) in reaped.iter().enumerate() {
+                if summary.datagrams >= limit {
+                    // Coalesced receives filled the call: the rest waits for the next one (the
+                    // stash is empty here, it was drained above before anything was reaped).
+                    self.stash.extend_from_slice(&reaped[k..]);
+                    break;
+                }
                 if let Err(e) = self.on_completion(*c, &mut summary, &mut f) {
                     result = Err(e);
                     break;
@@ -497,6 +678,7 @@ impl UringIo {
         Ok(summary)
     }
 
+    /// Handles one completion.
     fn on_completion<F>(
         &mut self,
         c: Completion,
@@ -504,7 +686,7 @@ impl UringIo {
         f: &mut F,
     ) -> io::Result<()>
     where
-        F: FnMut(Incoming<'_>),
+        F: FnMut(RecvUnit<'_>),
     {
         match c.user_data {
             TOKEN_RECV => self.on_recv(c, summary, f),
@@ -515,10 +697,12 @@ impl UringIo {
             }
             TOKEN_CANCEL => Ok(()),
             _ if c.user_data >= TOKEN_SEND_BASE => {
-                if c.result < 0 {
-                    self.on_send_error(c)?;
+                // A send left over from a batch that failed part-way: account it as usual.
+                if c.result < 0 && -c.result != libc::ECANCELED {
+                    let index = (c.user_data - TOKEN_SEND_BASE) as usize;
+                    self.on_send_error(index, -c.result)?;
                     for e in self.pending_errors.drain(..) {
-                        f(Incoming::PathError(e));
+                        f(RecvUnit::PathError(e));
                         summary.path_errors += 1;
                     }
                 }
@@ -530,7 +714,7 @@ impl UringIo {
 
     fn on_recv<F>(&mut self, c: Completion, summary: &mut RecvSummary, f: &mut F) -> io::Result<()>
     where
-        F: FnMut(Incoming<'_>),
+        F: FnMut(RecvUnit<'_>),
     {
         if !cqueue::more(c.flags) {
             self.recv_armed = false;
@@ -546,7 +730,7 @@ impl UringIo {
                 e if is_path_errno(e) => {
                     let fd = self.fd();
                     drain_errqueue(fd, |pe| {
-                        f(Incoming::PathError(pe));
+                        f(RecvUnit::PathError(pe));
                         summary.path_errors += 1;
                     });
                     Ok(())
@@ -557,17 +741,25 @@ impl UringIo {
         let Some(bid) = cqueue::buffer_select(c.flags) else {
             return Ok(());
         };
+        let gro = self.offload.status().gro;
         if let Some(buffer) = self.bufs.buffer(bid, c.result as usize) {
             match types::RecvMsgOut::parse(buffer, &self.recv_header) {
                 Ok(msg) if !msg.is_payload_truncated() && !msg.is_name_data_truncated() => {
                     match sockaddr::read(msg.name_data()) {
                         Some(from) => {
-                            f(Incoming::Datagram {
+                            let payload = msg.payload_data();
+                            let segment_bytes = if gro {
+                                gro_segment_bytes(msg.control_data())
+                            } else {
+                                None
+                            };
+                            count_received(&mut self.stats, payload.len(), segment_bytes);
+                            summary.datagrams += segment_count(payload.len(), segment_bytes);
+                            f(RecvUnit::Received {
                                 from,
-                                data: msg.payload_data(),
+                                payload,
+                                segment_bytes,
                             });
-                            summary.datagrams += 1;
-                            self.stats.rx_datagrams += 1;
                         }
                         None => self.stats.rx_truncated += 1,
                     }
