@@ -428,6 +428,8 @@ struct TxState {
     targets: Vec<(u32, LinkMask)>,
     queue_full: u64,
     no_link: u64,
+    /// Links with frames queued by [`LinkSet::send_deferred`] whose reactor was not woken yet.
+    unflushed: LinkMask,
 }
 
 struct RxState {
@@ -567,6 +569,7 @@ impl LinkSet {
                 targets: Vec::new(),
                 queue_full: 0,
                 no_link: 0,
+                unflushed: LinkMask::EMPTY,
             }),
             rx: Mutex::new(RxState {
                 dedupe: Dedupe::new(),
@@ -716,9 +719,32 @@ impl LinkSet {
         Ok(())
     }
 
-    /// Queues `msg` for `dest`. On `Err` nothing was queued (except after a race with another
-    /// sender filling a queue, which the daemon's single core thread never has).
+    /// Queues `msg` for `dest` and wakes the reactors that carry it. On `Err` nothing was queued
+    /// (except after a race with another sender filling a queue, which the daemon's single core
+    /// thread never has).
     pub fn send(&self, dest: Dest, msg: &[u8]) -> Result<(), SendError> {
+        self.send_deferred(dest, msg)?;
+        self.flush();
+        Ok(())
+    }
+
+    /// Wakes the reactors of every frame queued by [`LinkSet::send_deferred`] since the last
+    /// flush.
+    pub fn flush(&self) {
+        let mut tx = lock(&self.tx);
+        let links = std::mem::replace(&mut tx.unflushed, LinkMask::EMPTY);
+        for link in links.iter() {
+            if let Some(reactor) = &tx.reactors[usize::from(link)] {
+                reactor.notify();
+            }
+        }
+    }
+
+    /// [`LinkSet::send`] without waking the reactors: a sender that queues several messages in
+    /// a row (the frames of one token visit) calls [`LinkSet::flush`] after the last, so each
+    /// reactor wakes once and takes the whole visit as one batch, whose frames to one peer then
+    /// leave as one GSO run instead of the first frame alone and the rest after.
+    pub fn send_deferred(&self, dest: Dest, msg: &[u8]) -> Result<(), SendError> {
         if msg.len() > MAX_MESSAGE_LEN {
             return Err(SendError::TooLarge {
                 len: msg.len(),
@@ -847,9 +873,7 @@ impl LinkSet {
             }
         }
         for link in touched.iter() {
-            if let Some(reactor) = &tx.reactors[usize::from(link)] {
-                reactor.notify();
-            }
+            tx.unflushed.insert(link);
         }
         Ok(())
     }

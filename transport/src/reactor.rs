@@ -102,6 +102,9 @@ pub(crate) struct PeerLinks {
     pub(crate) data_mtu: [Option<usize>; MAX_LINKS],
 }
 
+/// How often a reactor logs its socket's counters (debug level).
+const IO_STATS_LOG_PERIOD: Duration = Duration::from_secs(5);
+
 /// Per link, when the peer's latest data frame arrived there (nanoseconds of [`Shared::now`],
 /// 0 = never) and the link's `knet_link_priority`; written by that link's reactor, read by the
 /// others.
@@ -315,6 +318,7 @@ pub(crate) fn spawn(
         batch_max,
         pushed_for_consumer: false,
         last_snapshot: None,
+        last_io_stats_log: None,
         shared,
     };
     reactor.set_peers(params.peers, now);
@@ -378,6 +382,7 @@ struct Reactor {
     batch_max: usize,
     pushed_for_consumer: bool,
     last_snapshot: Option<Instant>,
+    last_io_stats_log: Option<Instant>,
     shared: Arc<Shared>,
 }
 
@@ -393,6 +398,7 @@ impl Reactor {
             self.drain_tx();
             self.flush(&mut io);
             self.publish_snapshot(false);
+            self.log_io_stats(&io);
             if std::mem::take(&mut self.pushed_for_consumer) {
                 self.shared.consumer.wake();
             }
@@ -697,10 +703,23 @@ impl Reactor {
         let Some(index) = self.peers.iter().position(|p| p.addr == error.dest) else {
             return;
         };
+        let now = self.shared.now();
+        if error.errno == libc::EMSGSIZE {
+            // The kernel refused a datagram above the interface MTU: our MTU probe (the only
+            // datagram that large); discovery goes on with the MTU the kernel reported at once,
+            // instead of waiting for the probe's reply timeout.
+            if let Some(probe_id) = self.peers[index].probe_in_flight.take() {
+                let mtu = error.mtu.and_then(|m| usize::try_from(m).ok());
+                self.peers[index]
+                    .pmtud
+                    .handle_send_error(now, probe_id, mtu);
+                self.after_heartbeat(index, now);
+            }
+            return;
+        }
         if !error.is_unreachable() {
             return;
         }
-        let now = self.shared.now();
         let peer = &mut self.peers[index];
         if !peer.unreachable_reported {
             peer.unreachable_reported = true;
@@ -826,6 +845,23 @@ impl Reactor {
             }
             _ => false,
         }
+    }
+
+    /// Every [`IO_STATS_LOG_PERIOD`], the socket's counters at debug level (batching and GSO/GRO
+    /// at work, or not).
+    fn log_io_stats(&mut self, io: &LinkIo) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_io_stats_log
+            .is_some_and(|at| now.duration_since(at) < IO_STATS_LOG_PERIOD)
+        {
+            return;
+        }
+        self.last_io_stats_log = Some(now);
+        tracing::debug!("link {}: {:?}", self.link, io.stats());
     }
 
     fn publish_snapshot(&mut self, force: bool) {

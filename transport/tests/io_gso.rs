@@ -4,6 +4,9 @@
 //! destination exactly as without GSO.
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
+mod common;
+
+use common::in_private_netns;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -326,54 +329,6 @@ fn icmp_errors_stay_per_destination_and_a_refused_run_is_resent() {
         let errors = path_errors(&mut a, Duration::from_secs(2), |e| !e.is_empty());
         only_errors_for_closed(&errors);
     }
-}
-
-/// Runs `f` on a thread of its own inside a fresh network namespace whose loopback is up with a
-/// 1500-byte MTU; `None` (the test is skipped) when namespaces cannot be created (not root).
-fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    std::thread::spawn(move || {
-        // SAFETY: unshare moves only this thread into a new network namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            eprintln!(
-                "skipped: unshare(CLONE_NEWNET): {}",
-                std::io::Error::last_os_error()
-            );
-            return None;
-        }
-        set_loopback_up(1500).unwrap();
-        Some(f())
-    })
-    .join()
-    .unwrap()
-}
-
-/// Brings `lo` of the calling thread's network namespace up with `mtu` (SIOCSIFMTU, SIOCSIFFLAGS).
-fn set_loopback_up(mtu: i32) -> std::io::Result<()> {
-    let socket = UdpSocket::bind(local()).or_else(|_| {
-        // lo is still down: an unbound socket is enough for the ioctls.
-        UdpSocket::bind("0.0.0.0:0")
-    })?;
-    use std::os::fd::AsRawFd;
-    let fd = socket.as_raw_fd();
-    // SAFETY: ifreq is POD; the ioctls read and write the ifreq passed, named "lo".
-    unsafe {
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (k, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[k] = *b as libc::c_char;
-        }
-        req.ifr_ifru.ifru_mtu = mtu;
-        if libc::ioctl(fd, libc::SIOCSIFMTU, &req) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Path errors a sender reported (destination, errno) and (index, length) of what arrived.

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::in_private_netns;
 use common::*;
 use totem_transport::io::BackendKind;
 use totem_transport::linkset::{Dest, Event, SendError};
@@ -455,5 +456,53 @@ fn links_and_peers_change_at_run_time() {
                     .status()
                     .is_empty())
         );
+    }
+}
+
+/// On a 1500-byte MTU path (a private namespace's loopback set to 1500), discovery's first
+/// probe (the largest frame) is refused by the kernel with EMSGSIZE; the reactor takes that and
+/// the MTU the kernel reports at once instead of waiting the probe's reply timeout, so the data
+/// MTU is known right after link up (`wait_links_up` allows 10 s; here a probe's reply timeout
+/// is minutes).
+#[test]
+fn path_mtu_below_the_largest_frame_is_found_from_the_kernels_refusal() {
+    let outcome = in_private_netns(|| {
+        let mut found = Vec::new();
+        for backend in BACKENDS {
+            // A probe's reply timeout follows the heartbeat's pong timeout (×10 at start-up):
+            // with a 30 s ping timeout no probe can time out within the test, so only the
+            // kernel's refusal can tell discovery that the first probe was too large.
+            let configs = [(1, "127.0.0.1"), (2, "127.0.0.2")].map(|(node_id, ip)| {
+                let spec = NodeSpec {
+                    node_id,
+                    ip,
+                    priorities: vec![1, 1],
+                };
+                let mut cfg = config(&spec, backend, LinkMode::Passive, "test");
+                cfg.heartbeat.ping_timeout = Duration::from_secs(30);
+                cfg
+            });
+            let sets = start_all(configs.into());
+            let (mut la, mut lb) = (Log::default(), Log::default());
+            wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
+            wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+            found.extend(sets[0].status().iter().filter_map(|s| s.data_mtu));
+            // A message larger than the data MTU still arrives whole (fragments fit the path).
+            let big = vec![7u8; 10_000];
+            sets[0].send(Dest::Node(2), &big).unwrap();
+            assert!(pump(&sets[1], &mut lb, Duration::from_secs(5), |l| l
+                .messages()
+                .iter()
+                .any(|(_, _, _, d)| *d == big)));
+        }
+        found
+    });
+    let Some(found) = outcome else {
+        return; // not root: no namespace
+    };
+    assert_eq!(found.len(), 4, "{found:?}");
+    for mtu in found {
+        // 1500 minus IP (20), UDP (8) and our 48-byte header: at most 1424 bytes of data.
+        assert!((1300..=1424).contains(&mtu), "data MTU {mtu}");
     }
 }

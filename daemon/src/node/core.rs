@@ -663,7 +663,9 @@ impl Core {
         }
     }
 
-    /// Carries out actions until both state machines are quiet.
+    /// Carries out actions until both state machines are quiet, then wakes the link reactors
+    /// once for every frame queued meanwhile (one batch per reactor: a token visit's frames to
+    /// one peer leave as one GSO run).
     fn drain_actions(&mut self, now: MonoTime) {
         loop {
             let mut progressed = false;
@@ -676,6 +678,7 @@ impl Core {
                 self.on_quorum_action(now, action);
             }
             if !progressed {
+                self.links.flush();
                 return;
             }
         }
@@ -688,7 +691,7 @@ impl Core {
                     totem::Dest::Node(n) => LinkDest::Node(n),
                     totem::Dest::All => LinkDest::AllPeers,
                 };
-                match self.links.send(dest, &frame) {
+                match self.links.send_deferred(dest, &frame) {
                     Ok(()) | Err(SendError::NoLink(_)) => {}
                     Err(SendError::Full) => {
                         // Totem retransmits what is lost; count it like a lost frame.

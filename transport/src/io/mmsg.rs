@@ -188,11 +188,9 @@ impl MmsgIo {
             // An ICMP error pending on the socket is returned by whichever send comes next; the
             // error queue names the destination it really concerns.
             let pending = &mut self.pending_errors;
-            if drain_errqueue(fd, |pe| pending.push(pe)) == 0 {
-                self.pending_errors.push(PathError {
-                    dest: run.dest,
-                    errno,
-                });
+            let sent_to = Some(run.dest);
+            if drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to))) == 0 {
+                self.pending_errors.push(PathError::new(run.dest, errno));
             }
             self.stats.tx_errors += 1;
             return Ok(0);
@@ -203,7 +201,8 @@ impl MmsgIo {
         }
         if is_path_errno(errno) {
             let pending = &mut self.pending_errors;
-            drain_errqueue(fd, |pe| pending.push(pe));
+            let sent_to = Some(run.dest);
+            drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to)));
         }
         let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
         resend_singly(

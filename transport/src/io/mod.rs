@@ -187,9 +187,32 @@ pub struct PathError {
     pub dest: SocketAddr,
     /// The errno (`ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`, `EMSGSIZE`, ...).
     pub errno: i32,
+    /// With `EMSGSIZE`: the MTU the kernel reported (the error queue's `ee_info`), when known.
+    pub mtu: Option<u32>,
 }
 
 impl PathError {
+    /// An error about `dest` with no further detail.
+    pub fn new(dest: SocketAddr, errno: i32) -> PathError {
+        PathError {
+            dest,
+            errno,
+            mtu: None,
+        }
+    }
+
+    /// Names `sent_to` as the destination when the error queue could not: a local error (the
+    /// kernel refusing a send, e.g. `EMSGSIZE` above the interface MTU) carries the socket's
+    /// connected port, 0 for our unconnected sockets, so only the failing send knows the port.
+    pub(crate) fn attributed_to(mut self, sent_to: Option<SocketAddr>) -> PathError {
+        if let Some(dest) = sent_to {
+            if self.dest.port() == 0 && self.dest.ip() == dest.ip() {
+                self.dest = dest;
+            }
+        }
+        self
+    }
+
     /// The error as an [`io::Error`], for logging.
     pub fn to_io_error(&self) -> io::Error {
         io::Error::from_raw_os_error(self.errno)

@@ -312,8 +312,9 @@ pub(crate) fn resend_singly<'a>(
                 libc::EAGAIN => wait_writable(fd, stats)?,
                 e if is_path_errno(e) => {
                     stats.tx_errors += 1;
-                    if drain_errqueue(fd, |pe| pending.push(pe)) == 0 {
-                        pending.push(PathError { dest, errno: e });
+                    let sent_to = Some(dest);
+                    if drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to))) == 0 {
+                        pending.push(PathError::new(dest, e));
                     }
                     break;
                 }

@@ -127,9 +127,11 @@ pub(crate) fn drain_errqueue(fd: RawFd, mut report: impl FnMut(PathError)) -> us
                     let ee = std::ptr::read_unaligned(
                         libc::CMSG_DATA(cmsg).cast::<libc::sock_extended_err>(),
                     );
+                    let errno = ee.ee_errno as i32;
                     report(PathError {
                         dest,
-                        errno: ee.ee_errno as i32,
+                        errno,
+                        mtu: (errno == libc::EMSGSIZE && ee.ee_info > 0).then_some(ee.ee_info),
                     });
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);

@@ -564,7 +564,8 @@ impl UringIo {
         let fd = self.fd();
         if is_path_errno(errno) {
             let pending = &mut self.pending_errors;
-            drain_errqueue(fd, |pe| pending.push(pe));
+            let sent_to = Some(run.dest);
+            drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to)));
         }
         let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
         resend_singly(
@@ -588,10 +589,10 @@ impl UringIo {
         // destination it really concerns.
         let fd = self.fd();
         let pending = &mut self.pending_errors;
-        let drained = drain_errqueue(fd, |pe| pending.push(pe));
+        let drained = drain_errqueue(fd, |pe| pending.push(pe.attributed_to(dest)));
         if drained == 0 {
             if let Some(dest) = dest {
-                self.pending_errors.push(PathError { dest, errno });
+                self.pending_errors.push(PathError::new(dest, errno));
             }
         }
         Ok(())

@@ -1,8 +1,9 @@
 //! Helpers shared by the link set integration tests: endpoints on 127.0.0.x, fast timers, event
-//! collection, and an nftables guard that always removes its table.
+//! collection, an nftables guard that always removes its table, and a private network namespace
+//! with a 1500-byte loopback MTU.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -242,4 +243,52 @@ fn nft_script(script: &str) {
         .write_all(script.as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success(), "nft failed on:\n{script}");
+}
+
+/// Runs `f` on a thread of its own inside a fresh network namespace whose loopback is up with a
+/// 1500-byte MTU; `None` (the test is skipped) when namespaces cannot be created (not root).
+pub fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    std::thread::spawn(move || {
+        // SAFETY: unshare moves only this thread into a new network namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            eprintln!(
+                "skipped: unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        set_loopback_up(1500).unwrap();
+        Some(f())
+    })
+    .join()
+    .unwrap()
+}
+
+/// Brings `lo` of the calling thread's network namespace up with `mtu` (SIOCSIFMTU, SIOCSIFFLAGS).
+pub fn set_loopback_up(mtu: i32) -> std::io::Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0").or_else(|_| {
+        // lo is still down: an unbound socket is enough for the ioctls.
+        UdpSocket::bind("0.0.0.0:0")
+    })?;
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    // SAFETY: ifreq is POD; the ioctls read and write the ifreq passed, named "lo".
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (k, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[k] = *b as libc::c_char;
+        }
+        req.ifr_ifru.ifru_mtu = mtu;
+        if libc::ioctl(fd, libc::SIOCSIFMTU, &req) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
