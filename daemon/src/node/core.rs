@@ -691,7 +691,13 @@ impl Core {
                     totem::Dest::Node(n) => LinkDest::Node(n),
                     totem::Dest::All => LinkDest::AllPeers,
                 };
-                match self.links.send_deferred(dest, &frame) {
+                let sent = self.links.send_deferred(dest, &frame);
+                if matches!(to, totem::Dest::Node(_)) {
+                    // A token (or commit token) ends a visit's frames: off they go together,
+                    // before the deliveries Totem queues after it.
+                    self.links.flush();
+                }
+                match sent {
                     Ok(()) | Err(SendError::NoLink(_)) => {}
                     Err(SendError::Full) => {
                         // Totem retransmits what is lost; count it like a lost frame.

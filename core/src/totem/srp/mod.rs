@@ -683,6 +683,26 @@ impl Srp {
             }
         } else {
             tok.retrans_flg = false;
+        }
+
+        let hold = self.state == State::Operational
+            && is_rep
+            && self.tk.idle_rotations > self.cfg.seqno_unchanged_const
+            && self.packer.is_empty()
+            && !tok.install
+            && (!self.cfg.cancel_token_hold_on_retransmit || tok.rtr.is_empty());
+        if hold {
+            self.tk.held = Some(tok);
+            self.timers
+                .set(Timer::Hold, now.plus_ms(self.cfg.effective_hold_ms()));
+        } else {
+            self.forward_token(now, tok);
+        }
+
+        // Deliver once the token is on its way, as corosync does ("Deliver messages after token
+        // has been transmitted to improve performance", exec/totemsrp.c): the next node starts
+        // its visit while this one hands its deliveries to the application.
+        if !recovering {
             self.deliver_ring();
             self.ring.free_stable();
             let merge_due = match self.last_merge_detect {
@@ -698,20 +718,6 @@ impl Srp {
                     },
                 );
             }
-        }
-
-        let hold = self.state == State::Operational
-            && is_rep
-            && self.tk.idle_rotations > self.cfg.seqno_unchanged_const
-            && self.packer.is_empty()
-            && !tok.install
-            && (!self.cfg.cancel_token_hold_on_retransmit || tok.rtr.is_empty());
-        if hold {
-            self.tk.held = Some(tok);
-            self.timers
-                .set(Timer::Hold, now.plus_ms(self.cfg.effective_hold_ms()));
-        } else {
-            self.forward_token(now, tok);
         }
     }
 
