@@ -348,7 +348,10 @@ fn three_daemons_on_loopback() {
         cluster.wait_members(n, &[1, 2, 3], Duration::from_secs(30));
     }
 
-    // A reload with a higher config_version adds link 1 live.
+    // A reload with a higher config_version adds link 1 live. Nodes reload one after the other,
+    // so node 1's first pings on link 1 meet closed ports (ICMP port unreachable) while link 0
+    // carries the ring: that is no reason to reconfigure, and the ring stays as it is.
+    let ring_before = cluster.status(1).ring_id;
     cluster.write_config(2, true, false);
     for n in 1..=NODES {
         cluster.client(n).reload_config().expect("reload");
@@ -371,6 +374,11 @@ fn three_daemons_on_loopback() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(cluster.status(1).cluster.config_version, Some(2));
+    assert_eq!(
+        cluster.status(1).ring_id,
+        ring_before,
+        "adding a link reconfigured the ring"
+    );
 
     // A broken file is refused and nothing changes.
     cluster.write_config(3, true, true);

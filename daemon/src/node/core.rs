@@ -332,9 +332,26 @@ impl Core {
                     }
                 }
                 LinkEvent::PeerUnreachable { node, link } => {
-                    tracing::debug!("node {node} unreachable on link {link}");
-                    self.srp.peer_unreachable(now, node);
-                    self.drain_actions(now);
+                    // A port-unreachable on one link says nothing against the peer when
+                    // another link to it is up (e.g. a link just added by a reload that the
+                    // peer has not opened yet): only a peer unreachable everywhere is a hint.
+                    let elsewhere = self
+                        .links
+                        .status()
+                        .iter()
+                        .any(|s| s.node_id == node && s.link != link && s.connected);
+                    tracing::debug!(
+                        "node {node} unreachable on link {link}{}",
+                        if elsewhere {
+                            " (up on another link)"
+                        } else {
+                            ""
+                        }
+                    );
+                    if !elsewhere {
+                        self.srp.peer_unreachable(now, node);
+                        self.drain_actions(now);
+                    }
                 }
             }
         }
