@@ -114,9 +114,11 @@ pub type RequestId = u32;
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
-    /// Bytes read and not yet decoded: `inbuf[in_pos..]`.
+    /// Bytes read and not yet decoded: `inbuf[in_pos..in_end]`; the rest of `inbuf` is room for
+    /// the next read (zeroed once when the buffer grows, not before every read).
     inbuf: Vec<u8>,
     in_pos: usize,
+    in_end: usize,
     /// Bytes accepted but not yet written: `outbuf[out_pos..]`.
     outbuf: Vec<u8>,
     out_pos: usize,
@@ -145,8 +147,9 @@ impl Client {
         stream.set_nonblocking(true)?;
         Ok(Client {
             stream,
-            inbuf: Vec::with_capacity(READ_CHUNK_BYTES),
+            inbuf: vec![0; READ_CHUNK_BYTES],
             in_pos: 0,
+            in_end: 0,
             outbuf: Vec::new(),
             out_pos: 0,
             next_request_id: 1,
@@ -433,29 +436,34 @@ impl Client {
     /// Reads what the socket has now into the input buffer; the byte count (0: nothing now).
     fn read_some(&mut self) -> Result<usize, ClientError> {
         if self.in_pos > 0 {
-            self.inbuf.drain(..self.in_pos);
+            // Keep only the undecoded tail (usually part of one frame), at the front.
+            self.inbuf.copy_within(self.in_pos..self.in_end, 0);
+            self.in_end -= self.in_pos;
             self.in_pos = 0;
         }
-        let filled = self.inbuf.len();
-        self.inbuf.resize(filled + READ_CHUNK_BYTES, 0);
-        let result = loop {
-            match self.stream.read(&mut self.inbuf[filled..]) {
-                Ok(0) => break Err(ClientError::Closed),
-                Ok(n) => break Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+        if self.inbuf.len() - self.in_end < READ_CHUNK_BYTES {
+            // A frame longer than the buffer is on its way (the length prefix was checked
+            // against the protocol's limit when it was decoded as truncated).
+            self.inbuf.resize(self.in_end + READ_CHUNK_BYTES, 0);
+        }
+        loop {
+            match self.stream.read(&mut self.inbuf[self.in_end..]) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => {
+                    self.in_end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e.into()),
+                Err(e) => return Err(e.into()),
             }
-        };
-        let read = *result.as_ref().unwrap_or(&0);
-        self.inbuf.truncate(filled + read);
-        result
+        }
     }
 
     /// Decodes the next complete message of the input buffer, if there is one. The length
     /// prefix is checked against the protocol's limit before the buffer grows for the body.
     fn decode_one(&mut self) -> Result<Option<DaemonMessage>, ClientError> {
-        match decode_frame::<DaemonMessage>(&self.inbuf[self.in_pos..]) {
+        match decode_frame::<DaemonMessage>(&self.inbuf[self.in_pos..self.in_end]) {
             Ok((message, used)) => {
                 self.in_pos += used;
                 if let DaemonMessage::Event(Event::Quorum(change)) = &message {

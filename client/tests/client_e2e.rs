@@ -402,3 +402,26 @@ fn garbage_and_early_close_from_the_daemon_are_errors() {
     );
     server.join().expect("server thread");
 }
+
+#[test]
+fn the_largest_multicast_arrives_whole_between_small_ones() {
+    // The client's read buffer grows for a frame longer than one read and keeps the bytes of
+    // the frames around it.
+    let server = FakeServer::start(State::AllUp);
+    let name = group("big");
+    let mut client = Client::connect(&server.path).expect("connects");
+    client.join(&name).expect("joins");
+    let _ = expect_event(&mut client);
+    let big: Vec<u8> = (0..MAX_MULTICAST_PAYLOAD_BYTES).map(|i| i as u8).collect();
+    for payload in [&b"before"[..], &big, &b"after"[..]] {
+        client
+            .multicast(&name, Ordering::Agreed, payload)
+            .expect("posted");
+    }
+    for want in [&b"before"[..], &big, &b"after"[..]] {
+        let Event::Delivery(delivery) = expect_event(&mut client) else {
+            panic!("expected a delivery");
+        };
+        assert_eq!(delivery.payload, want);
+    }
+}
