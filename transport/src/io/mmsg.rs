@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::gso_plan::SendPlan;
 use super::offload::{
-    count_received, count_sent, gro_segment_bytes, resend_singly, Offload, OffloadStatus,
+    count_received, count_sent, gro_segment_bytes, resend_failed_run, Offload, OffloadStatus,
     RecvControl, RunFailure, SendControl, RECV_CONTROL_BYTES,
 };
 use super::sockaddr::{self, RawSockAddr};
@@ -199,14 +199,10 @@ impl MmsgIo {
         if self.offload.on_run_failed(errno, local) == RunFailure::Fail {
             return Err(err);
         }
-        if is_path_errno(errno) {
-            let pending = &mut self.pending_errors;
-            let sent_to = Some(run.dest);
-            drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to)));
-        }
         let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
-        resend_singly(
+        resend_failed_run(
             fd,
+            errno,
             run.dest,
             datagrams,
             &mut self.stats,

@@ -271,6 +271,26 @@ impl Offload {
     }
 }
 
+/// A run of several datagrams to `dest` failed as a whole with `errno` (and GSO stays on or was
+/// just switched off): the error queue is drained first when the error concerns a destination
+/// (local errors there name port 0 and are attributed to `dest`), then the run is resent one
+/// datagram per `sendto` ([`resend_singly`]) so each meets its own fate. Both backends' run
+/// fallback.
+pub(crate) fn resend_failed_run<'a>(
+    fd: RawFd,
+    errno: i32,
+    dest: SocketAddr,
+    datagrams: impl Iterator<Item = &'a [u8]>,
+    stats: &mut IoStats,
+    pending: &mut Vec<PathError>,
+) -> io::Result<usize> {
+    if is_path_errno(errno) {
+        let sent_to = Some(dest);
+        drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to)));
+    }
+    resend_singly(fd, dest, datagrams, stats, pending)
+}
+
 /// Sends each datagram to `dest` with its own `sendto` (no GSO): the fallback for a run the
 /// kernel refused (counted in `tx_gso_resends`). Errors are handled as both backends handle them for single datagrams: a
 /// per-destination error is queued in `pending` (named by the error queue when it holds the

@@ -20,7 +20,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use super::gso_plan::SendPlan;
 use super::offload::{
-    count_received, count_sent, gro_segment_bytes, resend_singly, segment_count, Offload,
+    count_received, count_sent, gro_segment_bytes, resend_failed_run, segment_count, Offload,
     OffloadStatus, RunFailure, SendControl, RECV_CONTROL_BYTES,
 };
 use super::sockaddr::{self, RawSockAddr};
@@ -562,14 +562,10 @@ impl UringIo {
             return Err(io::Error::from_raw_os_error(errno));
         }
         let fd = self.fd();
-        if is_path_errno(errno) {
-            let pending = &mut self.pending_errors;
-            let sent_to = Some(run.dest);
-            drain_errqueue(fd, |pe| pending.push(pe.attributed_to(sent_to)));
-        }
         let datagrams = self.plan.indices(&run).iter().map(|&i| chunk[i].1);
-        resend_singly(
+        resend_failed_run(
             fd,
+            errno,
             run.dest,
             datagrams,
             &mut self.stats,
