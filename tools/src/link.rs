@@ -202,6 +202,11 @@ impl Link {
         self.io.options().batch_max
     }
 
+    /// Whether this socket sends runs with UDP GSO (STYLE: the tools say what path they used).
+    pub fn gso(&self) -> bool {
+        self.io.offload().gso
+    }
+
     /// True when frames are sealed.
     pub fn encrypted(&self) -> bool {
         self.security.is_some()

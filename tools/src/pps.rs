@@ -94,6 +94,8 @@ pub struct PpsResult {
     pub server_rejected: u64,
     pub io: String,
     pub batch: usize,
+    /// The client sent runs of packets with UDP GSO.
+    pub gso: bool,
     pub server_io: String,
     pub server_batch: u32,
     pub encrypt: bool,
@@ -190,6 +192,7 @@ pub fn run_once(
         server_rejected: report.rejected,
         io: link.backend().to_string(),
         batch: link.batch(),
+        gso: link.gso(),
         server_io: backend_name(report.io).to_string(),
         server_batch: report.batch,
         encrypt: link.encrypted(),
@@ -254,7 +257,7 @@ pub fn render(r: &PpsResult) -> String {
         .target_pps
         .map_or("unlimited".to_string(), |p| format!("{p} pps"));
     format!(
-        "size {} B, duration {:.2} s, rate {rate}, io {} batch {} (server {} batch {}), {}\n\
+        "size {} B, duration {:.2} s, rate {rate}, io {} batch {} GSO {} (server {} batch {}), {}\n\
          sent      {:>12} pkts {:>12.0} pps {:>10.1} Mbit/s   client CPU {:>8.0} ns/pkt\n\
          received  {:>12} pkts {:>12.0} pps {:>10.1} Mbit/s   server CPU {:>8.0} ns/pkt\n\
          loss      {:.3} %{}",
@@ -262,6 +265,7 @@ pub fn render(r: &PpsResult) -> String {
         r.duration_s,
         r.io,
         r.batch,
+        if r.gso { "on" } else { "off" },
         r.server_io,
         r.server_batch,
         if r.encrypt { "AES-256-GCM" } else { "clear" },
