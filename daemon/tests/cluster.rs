@@ -232,7 +232,16 @@ fn three_daemons_on_loopback() {
     for n in 1..=NODES {
         cluster.wait_members(n, &[1, 2, 3], Duration::from_secs(30));
     }
-    assert!(cluster.status(1).quorate);
+    // votequorum counts the others' votes once they arrive over the new ring, a moment after the
+    // membership itself (as corosync's sync does).
+    common::wait_for("node 1 quorate", Duration::from_secs(10), || {
+        let status = cluster.status(1);
+        if status.quorate {
+            Ok(())
+        } else {
+            Err(format!("{status:?}"))
+        }
+    });
 
     // Every node multicasts; every node delivers the same total order.
     let group = GroupName::new("itest").expect("group name");
