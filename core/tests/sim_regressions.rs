@@ -12,6 +12,7 @@ fn check(seed: u64, nodes: u32, profile: FaultProfile, duration_ms: Option<u64>)
         profile,
         duration_ms,
         trace: false,
+        packet_bytes: None,
     };
     if let Err(failure) = run(&spec) {
         let duration = duration_ms

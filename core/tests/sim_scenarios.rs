@@ -247,6 +247,7 @@ fn a_seed_replays_exactly() {
         profile: FaultProfile::Light,
         duration_ms: Some(3_000),
         trace: false,
+        packet_bytes: None,
     };
     let (a, b) = (run(&spec), run(&spec));
     let (a, b) = (a.expect("light faults pass"), b.expect("light faults pass"));

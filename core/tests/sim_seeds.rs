@@ -7,6 +7,11 @@ use totem_core::sim::swarm::{run, FaultProfile, RunSpec};
 const SEEDS_PER_COUNT: u64 = 2;
 
 fn sweep(nodes: u32, profile: FaultProfile, first_seed: u64) {
+    sweep_packets(nodes, profile, first_seed, None);
+}
+
+/// [`sweep`] with a given Totem packet size.
+fn sweep_packets(nodes: u32, profile: FaultProfile, first_seed: u64, packet_bytes: Option<usize>) {
     let mut failures = Vec::new();
     for seed in first_seed..first_seed + SEEDS_PER_COUNT {
         let spec = RunSpec {
@@ -15,10 +20,14 @@ fn sweep(nodes: u32, profile: FaultProfile, first_seed: u64) {
             profile,
             duration_ms: None,
             trace: false,
+            packet_bytes,
         };
         if let Err(f) = run(&spec) {
             failures.push(format!(
-                "{f}\n  replay: totem-sim --seed {seed} --nodes {nodes} --faults {profile} --trace"
+                "{f}\n  replay: totem-sim --seed {seed} --nodes {nodes} --faults {profile}{} --trace",
+                packet_bytes
+                    .map(|b| format!(" --packet-bytes {b}"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -63,4 +72,18 @@ fn heavy_16_nodes() {
 #[test]
 fn light_32_nodes() {
     sweep(32, FaultProfile::Light, 3200);
+}
+
+/// The daemon's packet size (corosync's knet default, 64000 bytes): fewer, larger packets, so
+/// messages up to 64 KiB travel unfragmented and many small ones share a packet.
+const DAEMON_PACKET_BYTES: Option<usize> = Some(64_000);
+
+#[test]
+fn heavy_3_nodes_daemon_packets() {
+    sweep_packets(3, FaultProfile::Heavy, 3300, DAEMON_PACKET_BYTES);
+}
+
+#[test]
+fn heavy_7_nodes_daemon_packets() {
+    sweep_packets(7, FaultProfile::Heavy, 7700, DAEMON_PACKET_BYTES);
 }

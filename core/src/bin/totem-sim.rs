@@ -49,6 +49,10 @@ struct Args {
     /// Worker threads (at most 2).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Totem packet size in bytes (`max_payload_bytes`, 256..=64000); default: the core's
+    /// one-Ethernet-frame size. The daemon runs with 64000 (corosync's knet default).
+    #[arg(long)]
+    packet_bytes: Option<usize>,
     /// Print every event of the run to stderr (use with --seed).
     #[arg(long)]
     trace: bool,
@@ -108,8 +112,12 @@ fn replay_command(args: &Args, seed: u64, nodes: u32) -> String {
         .duration_ms
         .map(|d| format!(" --duration-ms {d}"))
         .unwrap_or_default();
+    let packet = args
+        .packet_bytes
+        .map(|b| format!(" --packet-bytes {b}"))
+        .unwrap_or_default();
     format!(
-        "totem-sim --seed {seed} --nodes {nodes} --faults {}{duration} --trace",
+        "totem-sim --seed {seed} --nodes {nodes} --faults {}{duration}{packet} --trace",
         args.faults
     )
 }
@@ -122,6 +130,7 @@ fn run_one(args: &Args, seed: u64, totals: &Mutex<Totals>) {
         profile: args.faults,
         duration_ms: args.duration_ms,
         trace: args.trace,
+        packet_bytes: args.packet_bytes,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| run(&spec)));
     let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());

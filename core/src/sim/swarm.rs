@@ -208,6 +208,9 @@ pub struct RunSpec {
     pub duration_ms: Option<u64>,
     /// Print every event.
     pub trace: bool,
+    /// Totem packet size (`max_payload_bytes`); `None` for the core's default (one Ethernet
+    /// frame). The daemon runs with corosync's knet default, 64000 bytes.
+    pub packet_bytes: Option<usize>,
 }
 
 /// What a passing run did.
@@ -261,7 +264,10 @@ pub fn nodes_for_seed(seed: u64, lo: u32, hi: u32) -> u32 {
 /// Runs one seed.
 pub fn run(spec: &RunSpec) -> Result<RunReport, RunFailure> {
     let faults = FaultOptions::draw(spec.seed, spec.profile);
-    let cfg = faults.totem(spec.nodes);
+    let mut cfg = faults.totem(spec.nodes);
+    if let Some(bytes) = spec.packet_bytes {
+        cfg.max_payload_bytes = bytes;
+    }
     let mut fault_rng = SimRng::new(spec.seed, Stream::Faults);
     let mut options = SimOptions::new(spec.seed, spec.nodes);
     options.totem = cfg.clone();

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use totem_core::quorum::{AutoTieBreaker, NodeConfig, QdeviceConfig, QuorumConfig};
+use totem_core::totem::config::{MAX_PAYLOAD_BYTES_MAX, MAX_PAYLOAD_BYTES_MIN};
 use totem_core::totem::TotemConfig;
 use totem_transport::heartbeat::{HeartbeatConfig, KnetTimerOverrides};
 use totem_transport::linkset::{LinkConfig, LinkSetConfig, PeerConfig};
 use totem_transport::policy::LinkMode as TransportLinkMode;
+use totem_transport::wire::MAX_FRAME_OVERHEAD;
 
 use crate::config::model::{LinkMode, TieBreaker};
 use crate::config::{Config, ResolvedNode};
@@ -147,7 +149,21 @@ pub fn totem_config(config: &Config, nodes: &[ResolvedNode]) -> TotemConfig {
     out.cancel_token_hold_on_retransmit = t.cancel_token_hold_on_retransmit;
     out.window_size = t.window_size;
     out.max_messages = t.max_messages;
+    out.max_payload_bytes = totem_packet_bytes(t.netmtu_effective());
     out
+}
+
+/// Totem's packet size for a `netmtu`. corosync with knet takes `netmtu` (65536 when unset,
+/// `totemconfig.c`) as the size of a Totem packet and lets knet fragment it; so does totemd: the
+/// transport fragments a packet into datagrams of the path MTU. The transport's worst-case
+/// overhead (IPv6 + UDP + frame header + tag) is taken off, so `netmtu: 1500` gives packets that
+/// fit one Ethernet frame, and the result is clamped to what the core accepts (at most
+/// corosync's `TOKEN_SIZE_MAX`, 64000 bytes).
+pub fn totem_packet_bytes(netmtu: u32) -> usize {
+    usize::try_from(netmtu)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(MAX_FRAME_OVERHEAD)
+        .clamp(MAX_PAYLOAD_BYTES_MIN, MAX_PAYLOAD_BYTES_MAX)
 }
 
 /// votequorum's settings from the `quorum` section and the nodelist.
@@ -187,4 +203,33 @@ pub fn quorum_config(config: &Config, nodes: &[ResolvedNode], local: u32) -> Quo
         qd
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_size_follows_netmtu_like_corosync_with_knet() {
+        // Unset netmtu: knet's 65536, clamped to the core's (corosync's) 64000.
+        assert_eq!(totem_packet_bytes(65_536), MAX_PAYLOAD_BYTES_MAX);
+        // netmtu 1500: a packet that fits one Ethernet frame after IPv6, UDP, header and tag.
+        assert_eq!(totem_packet_bytes(1500), 1388);
+        assert_eq!(
+            totem_packet_bytes(1500),
+            totem_core::totem::config::MAX_PAYLOAD_BYTES_DEFAULT
+        );
+        // Nonsense stays inside what the core accepts.
+        assert_eq!(totem_packet_bytes(0), MAX_PAYLOAD_BYTES_MIN);
+        assert_eq!(totem_packet_bytes(u32::MAX), MAX_PAYLOAD_BYTES_MAX);
+    }
+
+    #[test]
+    fn the_core_accepts_the_daemon_packet_size() {
+        let mut config = TotemConfig::for_nodes(&[1, 2, 3]);
+        for netmtu in [0, 576, 1500, 9000, 65_536, u32::MAX] {
+            config.max_payload_bytes = totem_packet_bytes(netmtu);
+            assert!(config.validate().is_ok(), "netmtu {netmtu}");
+        }
+    }
 }
