@@ -1,7 +1,8 @@
 //! Three real daemons on 127.0.0.1, 127.0.0.2 and 127.0.0.3: the ring forms, process-group
 //! clients on every node see one total order, SIGKILL and clean stops re-form the ring, a restart
-//! rejoins, a reload adds a second link live, a bad reload changes nothing, and a user who is not
-//! allowed is refused on the control socket.
+//! rejoins, a reload adds a second link live, a bad reload changes nothing, a client that posts
+//! without reading is paced by its own unread deliveries, and a user who is not allowed is
+//! refused on the control socket.
 //!
 //! Each phase waits for a state with a generous deadline (the protocol's own timers are seconds);
 //! only the clean-leave phase asserts a bound, and that bound is the protocol's token timeout,
@@ -223,6 +224,74 @@ fn stream_from_every_client(clients: &mut [Client], group: &GroupName) -> Vec<Ve
     })
 }
 
+/// A client that posts without reading its deliveries: the daemon stops reading it once its
+/// unread output passes `OUTBOX_PAUSE_BYTES` (so `try_multicast` says TryAgain) instead of
+/// buffering up to `OUTBOX_BYTES_MAX` and closing it. Once it reads, everything it posted is
+/// there, in order, and it may post again.
+fn a_sender_that_does_not_read_is_paced_not_dropped(clients: &mut [Client], group: &GroupName) {
+    let (sender, others) = clients.split_first_mut().expect("three clients");
+    let mut payload = vec![0x5au8; STREAM_BYTES];
+    let mut accepted = 0u32;
+    let mut refused_since = None::<Instant>;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // TryAgain for half a second in a row: the daemon has stopped reading this client.
+    while !matches!(refused_since, Some(t) if t.elapsed() >= Duration::from_millis(500)) {
+        assert!(
+            Instant::now() < deadline,
+            "never paced: {accepted} accepted"
+        );
+        payload[..4].copy_from_slice(&accepted.to_be_bytes());
+        match sender.try_multicast(group, Ordering::Agreed, &payload) {
+            Ok(_) => {
+                accepted += 1;
+                refused_since = None;
+            }
+            Err(e) if e.is_try_again() => {
+                refused_since.get_or_insert_with(Instant::now);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("multicast after {accepted}: {e}"),
+        }
+    }
+    let accepted_bytes = accepted as usize * STREAM_BYTES;
+    assert!(
+        accepted_bytes < totemd::control::OUTBOX_BYTES_MAX / 2,
+        "{accepted} messages accepted from a client that reads nothing"
+    );
+    assert!(
+        accepted_bytes > totemd::control::OUTBOX_PAUSE_BYTES,
+        "paused early: {accepted} messages"
+    );
+    // Reading resumes it: one more message goes after all the others.
+    let read_all = |client: &mut Client, count: u32| -> Vec<u32> {
+        let mut seqs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seqs.len() < count as usize {
+            assert!(Instant::now() < deadline, "{} of {count} read", seqs.len());
+            if let Some(Event::Delivery(d)) = client
+                .next_event(Some(Duration::from_millis(200)))
+                .expect("event")
+            {
+                seqs.push(u32::from_be_bytes(
+                    d.payload[..4].try_into().expect("4 bytes"),
+                ));
+            }
+        }
+        seqs
+    };
+    let mut seqs = read_all(sender, accepted);
+    payload[..4].copy_from_slice(&accepted.to_be_bytes());
+    sender
+        .multicast(group, Ordering::Agreed, &payload)
+        .expect("posts again once it has read");
+    seqs.extend(read_all(sender, 1));
+    let expected: Vec<u32> = (0..=accepted).collect();
+    assert_eq!(seqs, expected, "the paced sender's messages");
+    for other in others.iter_mut() {
+        assert_eq!(read_all(other, accepted + 1), expected);
+    }
+}
+
 #[test]
 fn three_daemons_on_loopback() {
     let mut cluster = Cluster::new();
@@ -307,6 +376,7 @@ fn three_daemons_on_loopback() {
             "node {sender}'s stream lost or reordered messages"
         );
     }
+    a_sender_that_does_not_read_is_paced_not_dropped(&mut clients, &group);
     drop(clients);
 
     // SIGKILL: a new ring without node 3, still quorate (2 of 3), and clients hear of it.

@@ -133,11 +133,18 @@ impl BufferPool {
         }
     }
 
-    /// Returns a buffer for reuse (dropped when the pool is full or it is of another size class).
+    /// Returns a buffer for reuse (dropped when the pool is full or it is of another size class:
+    /// smaller, or more than twice the class, such as a reassembled message, which the pool
+    /// would otherwise keep by the thousand).
     pub fn give(&self, buffer: Vec<u8>) {
-        if buffer.capacity() >= self.buffer_bytes {
+        if self.fits(buffer.capacity()) {
             let _ = self.free.push(buffer);
         }
+    }
+
+    /// Whether a buffer of `capacity` bytes belongs to this pool's size class.
+    fn fits(&self, capacity: usize) -> bool {
+        (self.buffer_bytes..=self.buffer_bytes.saturating_mul(2)).contains(&capacity)
     }
 
     /// Buffers allocated because the pool was empty, since creation (steady state: constant).
@@ -178,5 +185,21 @@ mod tests {
         let again = pool.take();
         assert!(again.is_empty() && again.capacity() >= 1500);
         assert_eq!(pool.allocated(), 1);
+    }
+
+    #[test]
+    fn pool_keeps_only_its_size_class() {
+        let pool = BufferPool::new(8, 1500, 0);
+        // A frame buffer that grew once (sealing appends a tag) is still of the class.
+        let mut grown = Vec::with_capacity(1500);
+        grown.resize(1501, 0);
+        pool.give(grown);
+        // A reassembled 64 KB message and a small buffer are not kept.
+        pool.give(Vec::with_capacity(64_000));
+        pool.give(Vec::with_capacity(100));
+        assert_eq!(pool.free.len(), 1);
+        let reused = pool.take();
+        assert!(reused.is_empty() && (1500..=3000).contains(&reused.capacity()));
+        assert_eq!(pool.allocated(), 0);
     }
 }

@@ -59,6 +59,12 @@ pub enum Input {
 /// A client that does not read its deliveries must not make the daemon buffer without bound;
 /// 64 MiB is 64 of the largest multicasts.
 pub const OUTBOX_BYTES_MAX: usize = 64 << 20;
+/// Bytes waiting to be written above which a connection is not read: a client takes its
+/// deliveries before it may send more, so a fast sender that reads slowly is paced by its own
+/// reading instead of filling the daemon's memory (other connections go on). The client library
+/// reads while it waits to write, so this never deadlocks it. 4 MiB: a few hundred milliseconds
+/// of deliveries at the benchmark's rates, and 4 of the largest multicasts.
+pub const OUTBOX_PAUSE_BYTES: usize = 4 << 20;
 /// Most connections at once; one more is accepted, told why, and closed.
 pub const CLIENTS_MAX: usize = 1024;
 /// Bytes read from a socket per read call: a batch of posted multicasts (about 700 of 64 bytes).
@@ -87,7 +93,12 @@ struct Session {
 
 impl Session {
     fn has_input(&self) -> bool {
-        !self.closing && (self.readable || !self.pending.is_empty())
+        !self.closing && !self.paused() && (self.readable || !self.pending.is_empty())
+    }
+
+    /// Too much output waits for the client: its input is left alone until it reads.
+    fn paused(&self) -> bool {
+        self.out_bytes() > OUTBOX_PAUSE_BYTES
     }
 
     fn out_bytes(&self) -> usize {
@@ -205,6 +216,10 @@ impl ControlServer {
                 continue;
             };
             session.queued = false;
+            if session.paused() {
+                // `flush` queues it again once the client has read enough.
+                continue;
+            }
             if session.pending.is_empty() && session.readable && !session.closing {
                 let closed = read_into(session, &mut self.read_buf);
                 if closed {
@@ -299,6 +314,10 @@ impl ControlServer {
             let done = session.closing && session.out_bytes() == 0;
             if broken || stuck || done {
                 self.drop_session(registry, token);
+            } else if session.has_input() && !session.queued {
+                // Output drained below the pause mark: its requests are read again.
+                session.queued = true;
+                self.ready.push_back(token);
             }
         }
     }
