@@ -292,10 +292,10 @@ pub(crate) fn resend_failed_run<'a>(
 }
 
 /// Sends each datagram to `dest` with its own `sendto` (no GSO): the fallback for a run the
-/// kernel refused (counted in `tx_gso_resends`). Errors are handled as both backends handle them for single datagrams: a
-/// per-destination error is queued in `pending` (named by the error queue when it holds the
-/// ICMP error, else by `dest`) and counted; any other error ends the call. Waits while the socket
-/// buffer is full. Returns how many were sent.
+/// kernel refused (counted in `tx_gso_resends`). Errors are handled as both backends handle them
+/// for single datagrams: a per-destination error is queued in `pending` (named by the error
+/// queue when it holds the ICMP error, else by `dest`) and counted; any other error ends the
+/// call. Waits while the socket buffer is full. Returns how many were sent.
 pub(crate) fn resend_singly<'a>(
     fd: RawFd,
     dest: SocketAddr,
