@@ -11,10 +11,17 @@
 //! The rules are corosync's `exec/votequorum.c` (REFERENCE.md §3): a node becomes a member when its
 //! NodeInfo arrives in the current ring; leaving nodes are marked dead at the membership change;
 //! quorum is recalculated when a NodeInfo changes something, when a reconfiguration is delivered,
-//! when the last_man_standing window expires and when the ring's sync completes (after the quorum
-//! device polled with the new ring id, or its sync timeout).
+//! when the last_man_standing window expires and when the ring's sync completes.
+//!
+//! The sync of a new ring completes when the NodeInfo of every member has been delivered in it
+//! (corosync's sync barrier: every node sends its NodeInfo in `sync_process` and the service
+//! activates only after all nodes passed the barrier) and, with a live quorum device, after the
+//! device polled with the new ring id or its sync timeout expired. Until then the quorum
+//! membership that [`Votequorum::status`] reports, and the [`Action::QuorumChanged`] event, stay
+//! those of the previous ring, as corosync's quorum service only learns of a ring at
+//! `votequorum_sync_activate`: applications never see a new ring with half its votes counted.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::calc::{self, ChangeError, QuorumInputs};
 use super::config::{AutoTieBreaker, ConfigError, Effective, QuorumConfig};
@@ -133,6 +140,11 @@ pub struct Votequorum {
     lowest_node_id: NodeId,
     highest_node_id: NodeId,
     sync_in_progress: bool,
+    /// Members of the syncing ring whose NodeInfo has not been delivered in it yet.
+    sync_awaiting: BTreeSet<NodeId>,
+    /// The members and ring of the last completed sync: what status reports.
+    reported_members: Vec<NodeId>,
+    reported_ring_id: RingId,
     timers: Timers,
     outbox: VecDeque<Action>,
 }
@@ -194,6 +206,9 @@ impl Votequorum {
             lowest_node_id: local,
             highest_node_id: local,
             sync_in_progress: false,
+            sync_awaiting: BTreeSet::new(),
+            reported_members: vec![local],
+            reported_ring_id: RingId { rep: local, seq: 0 },
             timers: Timers::default(),
             outbox: VecDeque::new(),
         };
@@ -268,6 +283,7 @@ impl Votequorum {
         self.previous_members = std::mem::replace(&mut self.members, members);
         self.ring_id = ring_id;
         self.sync_in_progress = true;
+        self.sync_awaiting = self.members.iter().copied().collect();
         // A device vote counts only in the ring it was cast for: the device must poll again with
         // the new ring id (corosync achieves the same by pausing the device during sync).
         self.us_flags.set(NodeFlags::QDEVICE_CAST_VOTE, false);
@@ -291,8 +307,6 @@ impl Votequorum {
             let sync_ms = self.device.sync_timeout_ms;
             self.timers
                 .set(Timer::QdeviceSync, Some(now.plus_ms(sync_ms)));
-        } else {
-            self.sync_activate();
         }
     }
 
@@ -338,11 +352,11 @@ impl Votequorum {
             }
             if self.timers.get(Timer::QdeviceSync).is_some() {
                 self.timers.set(Timer::QdeviceSync, None);
-                self.sync_activate();
+                self.finish_sync_if_complete();
             }
         }
         if self.expired(Timer::QdeviceSync, now) {
-            self.sync_activate();
+            self.finish_sync_if_complete();
         }
     }
 
@@ -375,7 +389,7 @@ impl Votequorum {
         }
         if self.timers.get(Timer::QdeviceSync).is_some() {
             self.timers.set(Timer::QdeviceSync, None);
-            self.sync_activate();
+            self.finish_sync_if_complete();
         }
     }
 
@@ -409,7 +423,7 @@ impl Votequorum {
         );
         if self.timers.get(Timer::QdeviceSync).is_some() {
             self.timers.set(Timer::QdeviceSync, None);
-            self.sync_activate();
+            self.finish_sync_if_complete();
         }
         Ok(())
     }
@@ -461,7 +475,8 @@ impl Votequorum {
 
     // ----- status ----------------------------------------------------------------------------
 
-    /// The `corosync-quorumtool -s` snapshot.
+    /// The `corosync-quorumtool -s` snapshot. The membership and ring are those of the last
+    /// completed sync (see the module documentation); votes and quorum are live.
     pub fn status(&self) -> QuorumStatus {
         let highest_expected = self
             .members
@@ -472,7 +487,7 @@ impl Votequorum {
             .max()
             .unwrap_or(0);
         let rows = self
-            .members
+            .reported_members
             .iter()
             .filter_map(|id| self.nodes.get(id).map(|n| (*id, n)))
             .map(|(id, n)| NodeStatus {
@@ -491,8 +506,8 @@ impl Votequorum {
         });
         QuorumStatus {
             local_node_id: self.local,
-            ring_id: self.ring_id,
-            member_count: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            ring_id: self.reported_ring_id,
+            member_count: u32::try_from(self.reported_members.len()).unwrap_or(u32::MAX),
             quorate: self.quorate,
             expected_votes: self.us().map(|n| n.expected_votes).unwrap_or(0),
             highest_expected,
@@ -600,6 +615,7 @@ impl Votequorum {
         if !self.members.contains(&node_id) || sender != node_id {
             return; // stale: from a previous configuration, or about someone else
         }
+        let completes_sync = self.sync_awaiting.remove(&node_id) && self.sync_awaiting.is_empty();
         let quorate_before = self.quorate;
         let us_expected = self.us().map(|n| n.expected_votes).unwrap_or(0);
         let name = self.nodes.get(&node_id).map(|n| n.name.clone());
@@ -661,6 +677,9 @@ impl Votequorum {
             self.wait_for_all_status = false;
             self.sync_us_node();
         }
+        if completes_sync {
+            self.finish_sync_if_complete();
+        }
     }
 
     fn on_reconfigure(&mut self, param: ReconfigureParam, node_id: NodeId, value: u32) {
@@ -697,10 +716,22 @@ impl Votequorum {
         }
     }
 
+    /// Completes the sync once every member's NodeInfo is in and the device no longer holds it.
+    fn finish_sync_if_complete(&mut self) {
+        if self.sync_in_progress
+            && self.sync_awaiting.is_empty()
+            && self.timers.get(Timer::QdeviceSync).is_none()
+        {
+            self.sync_activate();
+        }
+    }
+
     /// Sync finished: recalculate and report the quorum of the new ring.
     fn sync_activate(&mut self) {
         self.timers.set(Timer::QdeviceSync, None);
         self.sync_in_progress = false;
+        self.reported_members = self.members.clone();
+        self.reported_ring_id = self.ring_id;
         self.recalculate(false, false);
         self.push(Action::QuorumChanged {
             quorate: self.quorate,
@@ -890,4 +921,88 @@ fn device_flags(flags: NodeFlags) -> Flags {
         flags.contains(NodeFlags::QDEVICE_MASTER_WINS),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::QuorumConfig;
+
+    fn node(local: NodeId) -> Votequorum {
+        Votequorum::new(&QuorumConfig::simple(local, 3)).expect("valid config")
+    }
+
+    /// Drains `vq`: the multicasts and the quorum events it produced.
+    fn drain(vq: &mut Votequorum) -> (Vec<QuorumMsg>, Vec<(bool, Vec<NodeId>)>) {
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        while let Some(action) = vq.poll_action() {
+            match action {
+                Action::Multicast(msg) => sent.push(msg),
+                Action::QuorumChanged {
+                    quorate, members, ..
+                } => events.push((quorate, members)),
+            }
+        }
+        (sent, events)
+    }
+
+    /// The bug behind a flaky cluster test: a forming ring of 3 was reported inquorate (its
+    /// peers' votes not in yet), then quorate a moment later. The sync now completes only when
+    /// every member's NodeInfo is delivered, so the first report of the ring is the right one,
+    /// and status shows the old ring until then.
+    #[test]
+    fn a_forming_ring_is_reported_once_with_all_its_votes() {
+        let ring = RingId { rep: 1, seq: 4 };
+        let mut nodes: Vec<Votequorum> = (1..=3).map(node).collect();
+        let mut infos = Vec::new();
+        for vq in &mut nodes {
+            drain(vq);
+            vq.handle_membership(MonoTime::ZERO, ring, &[1, 2, 3]);
+            let (sent, events) = drain(vq);
+            assert!(events.is_empty(), "reported before the sync: {events:?}");
+            assert_eq!(
+                vq.status().member_count,
+                1,
+                "status shows the new ring early"
+            );
+            infos.extend(sent.into_iter().map(|m| (vq.local, m)));
+        }
+        // Deliver in one agreed order; node 1 reports only after the last NodeInfo.
+        let vq = &mut nodes[0];
+        for (i, (sender, msg)) in infos.iter().enumerate() {
+            vq.handle_message(*sender, *msg);
+            let (_, events) = drain(vq);
+            if i + 1 < infos.len() {
+                assert!(events.is_empty(), "reported mid-sync: {events:?}");
+            } else {
+                assert_eq!(events, vec![(true, vec![1, 2, 3])]);
+            }
+        }
+        let status = vq.status();
+        assert!(status.quorate);
+        assert_eq!((status.member_count, status.ring_id), (3, ring));
+    }
+
+    /// A NodeInfo from a node outside the new ring, or one node speaking for another, does not
+    /// complete the sync.
+    #[test]
+    fn only_members_own_node_info_completes_the_sync() {
+        let mut vq = node(1);
+        vq.handle_membership(MonoTime::ZERO, RingId { rep: 1, seq: 4 }, &[1, 2]);
+        let (sent, _) = drain(&mut vq);
+        for msg in sent {
+            vq.handle_message(1, msg);
+        }
+        let info = |node_id| QuorumMsg::NodeInfo {
+            node_id,
+            votes: 1,
+            expected_votes: 3,
+            flags: NodeFlags::default(),
+        };
+        vq.handle_message(3, info(3));
+        vq.handle_message(1, info(2));
+        assert!(drain(&mut vq).1.is_empty());
+        vq.handle_message(2, info(2));
+        assert_eq!(drain(&mut vq).1, vec![(true, vec![1, 2])]);
+    }
 }
