@@ -6,4 +6,5 @@ pub mod control;
 pub mod cpg;
 pub mod node;
 pub mod notify;
+pub mod sched;
 pub mod service;

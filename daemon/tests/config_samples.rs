@@ -169,3 +169,44 @@ fn corosync_example_parses_but_has_no_links() {
         other => panic!("expected invalid, got {other:?}"),
     }
 }
+
+#[test]
+fn system_section_sets_the_scheduling_as_corosync_reads_it() {
+    use totemd::config::model::{Nice, System};
+    let read = |body: &str| {
+        let tree = parse(&format!("system {{\n{body}}}\n")).expect("parses");
+        let (config, warnings) = config::Config::from_tree(&tree).expect("types");
+        let warnings: Vec<String> = warnings.into_iter().map(|w| w.message).collect();
+        (config.system, warnings)
+    };
+    // Absent: SCHED_RR, no nice value (corosync's defaults).
+    assert_eq!(
+        read("").0,
+        System {
+            sched_rr: true,
+            priority: None
+        }
+    );
+    let (system, warnings) = read("  sched_rr: no\n  priority: max\n");
+    assert_eq!((system.sched_rr, system.priority), (false, Some(Nice::Max)));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(read("  priority: -5\n").0.priority, Some(Nice::Value(-5)));
+    assert_eq!(read("  priority: min\n").0.priority, Some(Nice::Min));
+    // corosync turns SCHED_RR off for anything but "yes": so do we, and say so.
+    let (system, warnings) = read("  sched_rr: on\n");
+    assert!(!system.sched_rr);
+    assert!(
+        warnings[0].contains("turns realtime scheduling off"),
+        "{warnings:?}"
+    );
+    // corosync's own process keys are kept and reported as unused.
+    let (_, warnings) = read("  move_to_root_cgroup: auto\n");
+    assert!(warnings[0].contains("system.move_to_root_cgroup is not used"));
+    // A priority that is neither a word nor a number is refused.
+    let tree = parse("system {\n  priority: high\n}\n").expect("parses");
+    let error = config::Config::from_tree(&tree).expect_err("bad priority");
+    assert!(
+        error.to_string().contains("max, min or an integer"),
+        "{error}"
+    );
+}

@@ -511,6 +511,38 @@ pub struct LoggerSubsys {
     pub debug: Option<DebugLevel>,
 }
 
+/// The `system` section's scheduling keys (corosync's `exec/main.c`); its other keys are kept
+/// and reported as unused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct System {
+    /// `sched_rr`: run every daemon thread SCHED_RR at the highest priority. As in corosync,
+    /// only the value `yes` keeps it on.
+    pub sched_rr: bool,
+    /// `priority`: the nice value when `sched_rr` is off (`max` = -20, `min` = 19, or a number).
+    pub priority: Option<Nice>,
+}
+
+impl Default for System {
+    /// corosync sets SCHED_RR unless told otherwise, and no nice value.
+    fn default() -> Self {
+        Self {
+            sched_rr: true,
+            priority: None,
+        }
+    }
+}
+
+/// `system.priority`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nice {
+    /// `max`: the highest priority (nice -20).
+    Max,
+    /// `min`: the lowest (nice 19).
+    Min,
+    /// A nice value; the kernel clamps it to -20..=19.
+    Value(i32),
+}
+
 /// The `logging` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Logging {
@@ -557,6 +589,7 @@ pub struct Config {
     pub nodes: Vec<Node>,
     pub quorum: Quorum,
     pub logging: Logging,
+    pub system: System,
 }
 
 impl Config {

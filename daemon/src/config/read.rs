@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 
 use super::model::{
     Config, ConfigError, CryptoCipher, CryptoHash, DebugLevel, Interface, IpVersion, LinkMode,
-    LoggerSubsys, Logging, Node, NodeAddr, Qdevice, QdeviceNet, Quorum, TieBreaker, Timestamp,
-    Totem, Transport, Warning, DOWNCHECK_MS_DEFAULT, FAIL_RECV_CONST_DEFAULT, JOIN_MS_DEFAULT,
-    KNET_PMTUD_INTERVAL_S_DEFAULT, LINKS_MAX, MAX_MESSAGES_DEFAULT, MAX_NETWORK_DELAY_MS_DEFAULT,
-    MERGE_MS_DEFAULT, MISS_COUNT_CONST_DEFAULT, QNETD_DEFAULT_PORT, SEQNO_UNCHANGED_CONST_DEFAULT,
-    TOKEN_MS_DEFAULT, TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT, WINDOW_SIZE_DEFAULT,
+    LoggerSubsys, Logging, Nice, Node, NodeAddr, Qdevice, QdeviceNet, Quorum, System, TieBreaker,
+    Timestamp, Totem, Transport, Warning, DOWNCHECK_MS_DEFAULT, FAIL_RECV_CONST_DEFAULT,
+    JOIN_MS_DEFAULT, KNET_PMTUD_INTERVAL_S_DEFAULT, LINKS_MAX, MAX_MESSAGES_DEFAULT,
+    MAX_NETWORK_DELAY_MS_DEFAULT, MERGE_MS_DEFAULT, MISS_COUNT_CONST_DEFAULT, QNETD_DEFAULT_PORT,
+    SEQNO_UNCHANGED_CONST_DEFAULT, TOKEN_MS_DEFAULT, TOKEN_RETRANSMITS_BEFORE_LOSS_DEFAULT,
+    WINDOW_SIZE_DEFAULT,
 };
 use super::tree::{Body, Item, Pos, Section, Tree};
 
@@ -27,7 +28,8 @@ pub(crate) fn read_config(tree: &Tree) -> Result<(Config, Vec<Warning>), ConfigE
             "nodelist" => reader.nodelist(section, &mut config)?,
             "quorum" => reader.quorum(&section.body, &mut config.quorum)?,
             "logging" => reader.logging(&section.body, &mut config.logging)?,
-            "system" | "resources" | "nozzle" | "uidgid" => reader.warn(
+            "system" => reader.system(&section.body, &mut config.system)?,
+            "resources" | "nozzle" | "uidgid" => reader.warn(
                 section.pos,
                 format!("section '{}' is not used by totemd (kept)", section.name),
             ),
@@ -598,6 +600,44 @@ impl Reader {
                 "logger_subsys" => logging.subsystems.push(self.logger_subsys(sub)?),
                 _ => self.unknown_section("logging", sub),
             }
+        }
+        Ok(())
+    }
+
+    /// `system`: the scheduling keys (corosync's `exec/main.c`); the rest are corosync's own
+    /// process settings (state_dir, run_dir, move_to_root_cgroup, ...), kept and reported.
+    fn system(&mut self, body: &Body, system: &mut System) -> Result<(), ConfigError> {
+        self.warn_repeats("system", body);
+        for item in body.items() {
+            match item.key.as_str() {
+                "sched_rr" => {
+                    system.sched_rr = item.value == "yes";
+                    if !matches!(item.value.as_str(), "yes" | "no") {
+                        self.warn(
+                            item.value_pos,
+                            format!(
+                                "sched_rr {:?} turns realtime scheduling off, as in corosync \
+                                 (only \"yes\" keeps it)",
+                                item.value
+                            ),
+                        );
+                    }
+                }
+                "priority" => {
+                    system.priority = Some(match item.value.as_str() {
+                        "max" => Nice::Max,
+                        "min" => Nice::Min,
+                        _ => Nice::Value(integer(item, "max, min or an integer")?),
+                    })
+                }
+                _ => self.warn(
+                    item.key_pos,
+                    format!("system.{} is not used by totemd (kept)", item.key),
+                ),
+            }
+        }
+        for sub in body.sections() {
+            self.unknown_section("system", sub);
         }
         Ok(())
     }

@@ -112,6 +112,8 @@ pub fn bindable_addresses(nodes: &[ResolvedNode]) -> Vec<IpAddr> {
 /// Runs the node until SIGTERM/SIGINT. Returns after leaving the ring cleanly.
 pub fn run(opts: &Options) -> Result<(), StartError> {
     let loaded = load_config(&opts.config)?;
+    // Before any thread starts, so that all inherit it.
+    crate::sched::apply(&loaded.config.system).log();
     let local_addrs = bindable_addresses(&loaded.nodes);
     let local = find_local_node(&loaded.nodes, &local_addrs, opts.node.as_deref())
         .map_err(|e| other("choosing the local node", e))?

@@ -744,3 +744,35 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Puts the calling thread in SCHED_RR at the highest realtime priority, which the threads it
+/// starts afterwards inherit; returns the priority. Needs CAP_SYS_NICE (and a realtime budget in
+/// the thread's cgroup).
+pub fn set_round_robin_max() -> io::Result<i32> {
+    // SAFETY: plain syscall wrappers; `param` is an initialised sched_param the kernel only reads;
+    // pid 0 is the calling thread.
+    unsafe {
+        let priority = libc::sched_get_priority_max(libc::SCHED_RR);
+        if priority == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
+        if libc::sched_setscheduler(0, libc::SCHED_RR, &param) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(priority)
+    }
+}
+
+/// Sets the calling thread's nice value, which the threads it starts afterwards inherit.
+pub fn set_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: plain syscall wrapper; who = 0 is the calling thread on Linux.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
