@@ -179,14 +179,16 @@ fn system_section_sets_the_scheduling_as_corosync_reads_it() {
         let warnings: Vec<String> = warnings.into_iter().map(|w| w.message).collect();
         (config.system, warnings)
     };
-    // Absent: SCHED_RR, no nice value (corosync's defaults).
+    // Absent: the normal scheduling class, no nice value (a departure: corosync's default is
+    // SCHED_RR; see daemon/src/sched.rs).
     assert_eq!(
         read("").0,
         System {
-            sched_rr: true,
+            sched_rr: false,
             priority: None
         }
     );
+    assert!(read("  sched_rr: yes\n").0.sched_rr);
     let (system, warnings) = read("  sched_rr: no\n  priority: max\n");
     assert_eq!((system.sched_rr, system.priority), (false, Some(Nice::Max)));
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -196,7 +198,7 @@ fn system_section_sets_the_scheduling_as_corosync_reads_it() {
     let (system, warnings) = read("  sched_rr: on\n");
     assert!(!system.sched_rr);
     assert!(
-        warnings[0].contains("turns realtime scheduling off"),
+        warnings[0].contains("leaves realtime scheduling off"),
         "{warnings:?}"
     );
     // corosync's own process keys are kept and reported as unused.

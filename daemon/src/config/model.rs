@@ -515,18 +515,19 @@ pub struct LoggerSubsys {
 /// and reported as unused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct System {
-    /// `sched_rr`: run every daemon thread SCHED_RR at the highest priority. As in corosync,
-    /// only the value `yes` keeps it on.
+    /// `sched_rr`: run every daemon thread SCHED_RR at the highest priority. Only the value
+    /// `yes` turns it on (as in corosync, where only `yes` keeps it on).
     pub sched_rr: bool,
     /// `priority`: the nice value when `sched_rr` is off (`max` = -20, `min` = 19, or a number).
     pub priority: Option<Nice>,
 }
 
 impl Default for System {
-    /// corosync sets SCHED_RR unless told otherwise, and no nice value.
+    /// Departure from corosync, whose default is SCHED_RR: the normal scheduling class, no nice
+    /// value (the measured reason is in `daemon/src/sched.rs`).
     fn default() -> Self {
         Self {
-            sched_rr: true,
+            sched_rr: false,
             priority: None,
         }
     }

@@ -616,8 +616,8 @@ impl Reader {
                         self.warn(
                             item.value_pos,
                             format!(
-                                "sched_rr {:?} turns realtime scheduling off, as in corosync \
-                                 (only \"yes\" keeps it)",
+                                "sched_rr {:?} leaves realtime scheduling off, as in corosync \
+                                 (only \"yes\" turns it on)",
                                 item.value
                             ),
                         );
