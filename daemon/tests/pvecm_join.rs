@@ -125,6 +125,21 @@ impl Harness {
         }
     }
 
+    /// Waits until `node`'s corosync.conf passes `check`: a committed change reaches the
+    /// proposer's client when the proposer delivers it; the other nodes write their files when
+    /// they deliver it, a moment apart.
+    fn wait_config(&self, node: usize, what: &str, check: impl Fn(&str) -> bool) {
+        let what = format!("n{}'s corosync.conf: {what}", node + 1);
+        common::wait_for(&what, STATE_DEADLINE, || {
+            let text = self.nodes[node].config();
+            if check(&text) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        });
+    }
+
     fn wait_for(&self, node: usize, what: &str, check: impl Fn(&QuorumStatus) -> bool) {
         let what = format!("n{}: {what}", node + 1);
         common::wait_for(&what, STATE_DEADLINE, || match self.nodes[node].status() {
@@ -228,8 +243,8 @@ fn pvecm_create_add_delnode_expected_qdevice() {
     }
     let conf = h.nodes[0].config();
     assert!(conf.contains("config_version: 3\n"), "{conf}");
-    assert_eq!(h.nodes[1].config(), conf);
-    assert_eq!(h.nodes[2].config(), conf);
+    h.wait_config(1, "as n1's", |c| c == conf);
+    h.wait_config(2, "as n1's", |c| c == conf);
     // A name already in the cluster is refused.
     h.refused(
         0,
@@ -257,11 +272,11 @@ fn pvecm_create_add_delnode_expected_qdevice() {
         "odd node count",
     );
     h.ok(1, &["qdevice", "setup", "127.0.0.9", "--force"], None);
-    for n in &h.nodes {
-        assert!(n.config().contains("algorithm: lms"), "{}", n.config());
+    for i in 0..h.nodes.len() {
+        h.wait_config(i, "lms device", |c| c.contains("algorithm: lms"));
     }
     h.ok(2, &["qdevice", "remove"], None);
-    assert!(!h.nodes[0].config().contains("device"));
+    h.wait_config(0, "no device", |c| !c.contains("device"));
 
     // delnode: not myself; n3 removed while down stays out when it comes back.
     h.refused(
@@ -274,7 +289,7 @@ fn pvecm_create_add_delnode_expected_qdevice() {
     h.stop(2);
     h.wait_for(0, "2 nodes", |s| s.membership.nodes.len() == 2);
     h.ok(0, &["delnode", "n3"], None);
-    assert!(!h.nodes[1].config().contains("127.0.0.3"));
+    h.wait_config(1, "n3 removed", |c| !c.contains("127.0.0.3"));
     let old = h.nodes[2].config();
     assert!(old.contains("127.0.0.3"), "n3 keeps its old file");
     let restart = Totemd::spawn(
@@ -343,7 +358,8 @@ fn pvecm_redundant_links_with_priorities() {
     h.wait_for(0, "2 nodes quorate", |s| {
         s.quorate && s.membership.nodes.len() == 2
     });
-    assert_eq!(h.nodes[0].config(), h.nodes[1].config());
+    let joined = h.nodes[1].config();
+    h.wait_config(0, "as n2's", |c| c == joined);
     let links = h.ok(0, &["--output-format", "json", "links"], None);
     assert!(
         links.contains("127.0.1.2") || links.contains("\"link\":1"),
