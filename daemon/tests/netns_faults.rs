@@ -454,16 +454,10 @@ fn pvecm_add(topo: &mut Topology, node: u32, secret: &str, fingerprint: &str) {
 }
 
 /// On each of `nodes`: the same corosync.conf, `config_version` `version` in the running
-/// configuration, quorate with `votes` expected and present; returns the file.
+/// configuration, quorate with `votes` expected and present; returns the file. Each node writes
+/// its file before it runs the new version, so the files are compared once every node runs it.
 fn assert_cluster_state(topo: &Topology, nodes: &[u32], version: u64, votes: u32) -> String {
-    let text = topo.config(nodes[0]);
-    assert!(
-        text.contains(&format!("config_version: {version}\n")),
-        "n{}: {text}",
-        nodes[0]
-    );
     for &n in nodes {
-        assert_eq!(topo.config(n), text, "n{n}'s corosync.conf differs");
         let want = |s: &QuorumStatus| {
             s.cluster.config_version == Some(version)
                 && s.quorate
@@ -479,6 +473,15 @@ fn assert_cluster_state(topo: &Topology, nodes: &[u32], version: u64, votes: u32
                 last => Err(format!("{last:?}")),
             },
         );
+    }
+    let text = topo.config(nodes[0]);
+    assert!(
+        text.contains(&format!("config_version: {version}\n")),
+        "n{}: {text}",
+        nodes[0]
+    );
+    for &n in nodes {
+        assert_eq!(topo.config(n), text, "n{n}'s corosync.conf differs");
     }
     text
 }
