@@ -512,25 +512,15 @@ pub struct LoggerSubsys {
 }
 
 /// The `system` section's scheduling keys (corosync's `exec/main.c`); its other keys are kept
-/// and reported as unused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// and reported as unused. The default (normal scheduling class, no nice value) departs from
+/// corosync's SCHED_RR; the measured reason is in `daemon/src/sched.rs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct System {
     /// `sched_rr`: run every daemon thread SCHED_RR at the highest priority. Only the value
     /// `yes` turns it on (as in corosync, where only `yes` keeps it on).
     pub sched_rr: bool,
     /// `priority`: the nice value when `sched_rr` is off (`max` = -20, `min` = 19, or a number).
     pub priority: Option<Nice>,
-}
-
-impl Default for System {
-    /// Departure from corosync, whose default is SCHED_RR: the normal scheduling class, no nice
-    /// value (the measured reason is in `daemon/src/sched.rs`).
-    fn default() -> Self {
-        Self {
-            sched_rr: false,
-            priority: None,
-        }
-    }
 }
 
 /// `system.priority`.
