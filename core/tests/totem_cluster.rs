@@ -1,8 +1,11 @@
 //! Totem SRP end to end: N `Srp` instances wired by a tiny in-test network that delivers every
-//! frame instantly (optionally dropping or blocking some) and fires timers in time order.
+//! frame instantly or after a fixed hop time (optionally dropping or blocking some) and fires
+//! timers in time order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 use totem_core::time::MonoTime;
+use totem_core::totem::config::IDLE_BEFORE_HOLD_MIN_MS;
 use totem_core::totem::wire::{Body, Frame};
 use totem_core::totem::{
     Action, ConfChange, ConfKind, Delivery, Dest, Order, RingId, Srp, State, SubmitError,
@@ -29,14 +32,33 @@ struct Net {
     persisted: BTreeMap<NodeId, u64>,
     drop: Option<DropFn>,
     frames: u64,
+    /// Time each frame takes to cross (zero: frames arrive at the instant they are sent).
+    hop: Duration,
+}
+
+/// The defaults for this network, where frames usually cross in no time: an idle ring would
+/// never reach the idle-time floor of the token hold there, so corosync's rule applies
+/// (rotations only). `the_token_is_held_after_its_rotations_and_the_idle_floor` runs the floor
+/// with frames that take time.
+fn instant_config(ids: &[NodeId]) -> TotemConfig {
+    TotemConfig {
+        idle_before_hold_min_ms: 0,
+        ..TotemConfig::for_nodes(ids)
+    }
 }
 
 impl Net {
     fn new(n: u32) -> Net {
         let ids: Vec<NodeId> = (1..=n).collect();
+        Net::with(instant_config(&ids), Duration::ZERO)
+    }
+
+    /// Every node of `cfg.nodelist` started, frames taking `hop` each.
+    fn with(cfg: TotemConfig, hop: Duration) -> Net {
+        let ids = cfg.nodelist.clone();
         let mut net = Net {
             now: MonoTime::ZERO,
-            cfg: TotemConfig::for_nodes(&ids),
+            cfg,
             nodes: BTreeMap::new(),
             cut: BTreeSet::new(),
             queue: VecDeque::new(),
@@ -44,6 +66,7 @@ impl Net {
             persisted: BTreeMap::new(),
             drop: None,
             frames: 0,
+            hop,
         };
         for id in ids {
             net.start(id);
@@ -131,6 +154,7 @@ impl Net {
                     continue;
                 }
             }
+            self.now = self.now + self.hop;
             let now = self.now;
             if let Some(srp) = self.nodes.get_mut(&to) {
                 srp.handle_frame(now, from, &frame).expect("valid frame");
@@ -435,7 +459,7 @@ fn a_restarted_node_never_reuses_a_ring_seq() {
 #[test]
 fn restart_with_a_high_persisted_seq_lifts_the_ring_seq() {
     let mut net = Net::new(0);
-    net.cfg = TotemConfig::for_nodes(&[1, 2]);
+    net.cfg = instant_config(&[1, 2]);
     net.persisted.insert(2, 0x1a8);
     net.start(1);
     net.start(2);
@@ -481,7 +505,7 @@ fn full_submit_queue_pushes_back_then_signals_ready() {
     let mut net = Net::new(0);
     net.cfg = TotemConfig {
         submit_queue_limit: 4,
-        ..TotemConfig::for_nodes(&[1, 2])
+        ..instant_config(&[1, 2])
     };
     net.start(1);
     net.start(2);
@@ -591,6 +615,61 @@ fn a_message_on_an_idle_ring_does_not_wait_for_the_hold_timer() {
                      still waits"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn the_token_is_held_after_its_rotations_and_the_idle_floor() {
+    // 50 µs a hop: 30 idle rotations of three nodes take 4.5 ms, under the 10 ms floor.
+    let hop = Duration::from_micros(50);
+    let floor = Duration::from_millis(IDLE_BEFORE_HOLD_MIN_MS);
+    for (floor_ms, submitter) in [0, IDLE_BEFORE_HOLD_MIN_MS]
+        .into_iter()
+        .flat_map(|f| (1..=3).map(move |s| (f, s)))
+    {
+        let cfg = TotemConfig {
+            idle_before_hold_min_ms: floor_ms,
+            ..TotemConfig::for_nodes(&[1, 2, 3])
+        };
+        let mut net = Net::with(cfg, hop);
+        net.run_ms(1000);
+        net.assert_one_ring(&[1, 2, 3]);
+        // The last message: the ring is busy until its token comes round, idle from there.
+        net.submit(submitter, b"busy", Order::Agreed);
+        let busy = net.now;
+        // Frames flow until the representative holds the token (no timer runs here).
+        net.run_queue();
+        let held_after = net.now.saturating_since(busy);
+        if floor_ms == 0 {
+            assert!(
+                held_after < floor,
+                "corosync's rule holds after 31 rotations, {held_after:?}"
+            );
+        } else {
+            assert!(
+                held_after >= floor,
+                "held after {held_after:?}, before the floor"
+            );
+            assert!(held_after < floor * 2, "held only after {held_after:?}");
+        }
+        // Held: a message from any node is sent and delivered without the hold timer.
+        for sender in 1..=3 {
+            let sent = net.now;
+            net.submit(sender, &[sender as u8], Order::Agreed);
+            net.run_queue();
+            for id in 1..=3 {
+                assert_eq!(
+                    net.messages(id).last().map(|(_, p)| p.clone()),
+                    Some(vec![sender as u8]),
+                    "floor {floor_ms} ms: node {id} waits for node {sender}'s message"
+                );
+            }
+            let idle = net.now.saturating_since(sent);
+            assert!(
+                idle >= Duration::from_millis(floor_ms),
+                "held again after {idle:?}"
+            );
         }
     }
 }

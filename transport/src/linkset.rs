@@ -33,6 +33,7 @@ use crate::io::{self, Backend, BackendKind, IoOptions, Waker};
 use crate::pmtud::{IpVersion, PMTUD_INTERVAL_DEFAULT};
 use crate::policy::{LinkMask, LinkMode, PeerPolicy};
 use crate::queue::BufferPool;
+pub use crate::reactor::InlineConsumer;
 use crate::reactor::{
     self, Control, DestNodes, LinkParams, ReactorHandle, RxFrame, Shared, TxFrame,
 };
@@ -546,6 +547,7 @@ impl LinkSet {
             generation: std::sync::atomic::AtomicU64::new(0),
             peer_data_rx: Mutex::new(HashMap::new()),
             counters: Default::default(),
+            inline_consumer: std::sync::RwLock::new(None),
         });
         // Sequence numbers grow across restarts so peers' dedupe windows accept a restarted node
         // (see crate::dedupe): start from the wall clock in nanoseconds.
@@ -963,6 +965,20 @@ impl LinkSet {
     /// Hands a message buffer back for reuse (optional; saves an allocation per message).
     pub fn recycle(&self, data: Vec<u8>) {
         self.shared.pool.give(data);
+    }
+
+    /// Lets the reactors hand what they receive to `consumer` on their own threads (`None`:
+    /// back to waking the consumer's thread through [`LinkSet::wait_fd`]). `consumer` calls
+    /// [`LinkSet::recv`] until it returns `None` and answers `true`, or answers `false` at once
+    /// when it cannot now; the descriptor then fires as without it. Saves the consumer thread's
+    /// wake-up per received batch: on a light load that wake-up is most of a Totem hop. Once
+    /// a call returns, no reactor runs the consumer it replaced any more.
+    pub fn set_inline_consumer(&self, consumer: Option<InlineConsumer>) {
+        *self
+            .shared
+            .inline_consumer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = consumer;
     }
 
     /// A descriptor that becomes readable when [`LinkSet::recv`] may return something; after

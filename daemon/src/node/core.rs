@@ -11,13 +11,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use totem_client::proto::{
     encode_frame, ClientMessage, ConfigChange, ConfigCommitted, DaemonMessage, DeliveryRef,
     ErrorReply, Event as ClientEvent, GroupMember, GroupMembershipChange, GroupName, JoinOptions,
@@ -103,7 +104,14 @@ pub struct Core {
     quorum: Votequorum,
     groups: ProcessGroups,
     links: Arc<LinkSet>,
-    poll: Poll,
+    /// The core thread's poll registry (connections are registered and re-armed from
+    /// whichever thread runs the core).
+    registry: Registry,
+    /// Wakes the core thread.
+    waker: Arc<Waker>,
+    /// The end of the core thread's current sleep (`None`: no timeout). A reactor that ran the
+    /// core and moved its next deadline earlier wakes the core thread.
+    sleeps_until: Option<MonoTime>,
     control: ControlServer,
     /// Totem's submit queue is full (or daemon messages wait for room): client input waits
     /// until [`totem::Action::SubmitReady`].
@@ -170,6 +178,8 @@ pub struct CoreParts {
     pub links: Arc<LinkSet>,
     /// The poll the waker was made on.
     pub poll: Poll,
+    /// The waker of `poll`.
+    pub waker: Arc<Waker>,
     /// The control socket, registered in `poll` from [`CONTROL_FIRST_TOKEN`] on.
     pub control: ControlServer,
     /// Stop and reload.
@@ -187,23 +197,27 @@ pub struct CoreParts {
 }
 
 impl Core {
-    /// Registers the link set's descriptor and prepares the loop.
-    pub fn new(parts: CoreParts) -> io::Result<Core> {
+    /// Registers the link set's descriptor and prepares the loop; the core thread sleeps in
+    /// the returned poll.
+    pub fn new(parts: CoreParts) -> io::Result<(Core, Poll)> {
         let fd = parts.links.wait_fd();
         parts
             .poll
             .registry()
             .register(&mut SourceFd(&fd), LINKS, Interest::READABLE)?;
+        let registry = parts.poll.registry().try_clone()?;
         let watchdog_every = notify::watchdog_interval();
         let ring_id = parts.srp.ring_id();
-        Ok(Core {
+        let core = Core {
             me: parts.me,
             origin: parts.origin,
             srp: parts.srp,
             quorum: parts.quorum,
             groups: ProcessGroups::new(),
             links: parts.links,
-            poll: parts.poll,
+            registry,
+            waker: parts.waker,
+            sleeps_until: None,
             control: parts.control,
             clients_wait: false,
             flags: parts.flags,
@@ -222,51 +236,113 @@ impl Core {
             pending_commits: BTreeMap::new(),
             next_commit: 0,
             pending_expected: None,
-        })
+        };
+        Ok((core, parts.poll))
     }
 
     fn now(&self) -> MonoTime {
         MonoTime(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Runs until the stop flag: then leaves the ring cleanly and returns.
-    pub fn run(mut self) -> io::Result<()> {
+    /// Runs the core thread until the stop flag: then leaves the ring cleanly and returns.
+    ///
+    /// The core is shared with the link reactors: a reactor that received frames runs
+    /// [`Core::take_frames`] itself when the core is free (the token then goes on to the next
+    /// node from the reactor that received it, without waking this thread), and this thread
+    /// does everything else.
+    pub fn run(self, mut poll: Poll) -> io::Result<()> {
+        let links = Arc::clone(&self.links);
+        let core = Arc::new(Mutex::new(self));
+        let inline = Arc::clone(&core);
+        links.set_inline_consumer(Some(Arc::new(move || match inline.try_lock() {
+            Ok(mut core) => {
+                let taken = std::panic::catch_unwind(AssertUnwindSafe(|| core.take_frames()));
+                // A panic half-way through the state machines leaves them unusable, as it did
+                // when only the core thread ran them (the daemon stopped): stop the daemon.
+                taken.unwrap_or_else(|_| std::process::abort())
+            }
+            // Busy in the core thread: wake it for the frames.
+            Err(_) => false,
+        })));
+        let result = Core::run_thread(&core, &mut poll);
+        links.set_inline_consumer(None);
+        result
+    }
+
+    fn run_thread(core: &Mutex<Core>, poll: &mut Poll) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
         notify::ready();
         loop {
-            let now = self.now();
-            let timeout = self.next_deadline(now);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let timeout = {
+                let mut core = lock_core(core);
+                let now = core.now();
+                let timeout = core.next_deadline(now);
+                core.sleeps_until = timeout.map(|t| now + t);
+                timeout
+            };
+            if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
                 }
             }
-            for event in events.iter() {
-                if self.control.owns(event.token()) {
-                    self.control.on_event(self.poll.registry(), event);
-                }
-            }
-            let now = self.now();
-            self.drain_links(now);
-            self.drain_clients(now);
-            if let Some(device) = self.qdevice.as_mut() {
-                device.apply(now, &mut self.quorum);
-            }
-            self.srp.handle_timeout(now);
-            self.quorum.handle_timeout(now);
-            self.drain_actions(now);
-            self.ping_watchdog();
-            if self.flags.reload.swap(false, Ordering::SeqCst) {
-                let _ = self.reload();
-            }
-            self.control.flush(self.poll.registry());
-            if self.flags.stop.load(Ordering::SeqCst) {
-                self.leave();
-                self.control.flush(self.poll.registry());
-                self.control.remove_socket_file();
+            let mut core = lock_core(core);
+            if core.turn(&events) {
                 return Ok(());
             }
         }
+    }
+
+    /// One turn of the core thread after its poll returned; `true` when the daemon stops.
+    fn turn(&mut self, events: &Events) -> bool {
+        for event in events.iter() {
+            if self.control.owns(event.token()) {
+                self.control.on_event(&self.registry, event);
+            }
+        }
+        let now = self.now();
+        self.drain_links(now);
+        self.drain_clients(now);
+        if let Some(device) = self.qdevice.as_mut() {
+            device.apply(now, &mut self.quorum);
+        }
+        self.srp.handle_timeout(now);
+        self.quorum.handle_timeout(now);
+        self.drain_actions(now);
+        self.ping_watchdog();
+        if self.flags.reload.swap(false, Ordering::SeqCst) {
+            let _ = self.reload();
+        }
+        self.control.flush(&self.registry);
+        if self.flags.stop.load(Ordering::SeqCst) {
+            self.leave();
+            self.control.flush(&self.registry);
+            self.control.remove_socket_file();
+            return true;
+        }
+        false
+    }
+
+    /// Run by a link reactor on its own thread: takes the received frames through Totem, writes
+    /// the clients' output, and wakes the core thread if that moved the next deadline before
+    /// the end of its sleep. `false` when frames are left (the per-wake budget): the reactor then
+    /// wakes the core thread for them.
+    fn take_frames(&mut self) -> bool {
+        let now = self.now();
+        let all = self.drain_links(now);
+        self.control.flush(&self.registry);
+        let due = self.next_deadline(now).map(|t| now + t);
+        let earlier = match (due, self.sleeps_until) {
+            (Some(due), Some(until)) => due < until,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            self.sleeps_until = due;
+            if let Err(e) = self.waker.wake() {
+                tracing::error!("cannot wake the core thread: {e}");
+            }
+        }
+        all
     }
 
     fn next_deadline(&self, now: MonoTime) -> Option<Duration> {
@@ -307,10 +383,11 @@ impl Core {
         tracing::info!("totemd leaves the cluster");
     }
 
-    fn drain_links(&mut self, now: MonoTime) {
+    /// Feeds received messages and link events to Totem; `false` when the budget ran out first.
+    fn drain_links(&mut self, now: MonoTime) -> bool {
         for _ in 0..LINK_EVENTS_PER_WAKE_MAX {
             let Some(event) = self.links.recv(None) else {
-                return;
+                return true;
             };
             match event {
                 LinkEvent::Message { from, data, .. } => {
@@ -355,6 +432,7 @@ impl Core {
                 }
             }
         }
+        false
     }
 
     /// Takes client requests until none is left, the per-wake budget is spent, or Totem's
@@ -364,7 +442,7 @@ impl Core {
             if self.clients_wait {
                 return;
             }
-            let Some(input) = self.control.next_input(self.poll.registry()) else {
+            let Some(input) = self.control.next_input(&self.registry) else {
                 return;
             };
             match input {
@@ -1108,6 +1186,13 @@ impl Core {
         self.reload()?;
         Ok(version)
     }
+}
+
+/// The core, for the core thread. A reactor that panics in the core aborts the process, so a
+/// poisoned lock can only be the core thread's own, which is unwinding: taken as it is.
+fn lock_core(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn member(m: cpg::Member) -> GroupMember {

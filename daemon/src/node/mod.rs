@@ -200,13 +200,14 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
     };
     let info = static_info(&loaded, me);
     let reloader = make_reloader(opts.config.clone(), loaded, me);
-    let core = Core::new(CoreParts {
+    let (core, poll) = Core::new(CoreParts {
         me,
         origin,
         srp,
         quorum,
         links: Arc::clone(&links),
         poll,
+        waker: Arc::clone(&waker),
         control,
         flags,
         ringseq,
@@ -216,7 +217,7 @@ pub fn run(opts: &Options) -> Result<(), StartError> {
         qdevice,
     })
     .map_err(|e| other("core", e))?;
-    let result = core.run().map_err(|e| other("core thread", e));
+    let result = core.run(poll).map_err(|e| other("core thread", e));
     if let Ok(links) = Arc::try_unwrap(links) {
         links.shutdown();
     }

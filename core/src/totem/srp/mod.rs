@@ -14,6 +14,7 @@ use super::{Action, Delivery, Dest, Order, RingId, State, SubmitError};
 use crate::time::MonoTime;
 use crate::NodeId;
 use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
 
 /// Most messages a ring may have outstanding between the token's aru and its seq; senders stop
 /// beyond it so a lagging member bounds everyone's buffers (own choice: 20 full windows).
@@ -86,6 +87,8 @@ struct TokenState {
     prev_seq: u64,
     /// Rotations during which the ring's seq did not change.
     idle_rotations: u32,
+    /// When the ring was last seen busy (its seq moved, or a node asked for the token).
+    busy_at: MonoTime,
     /// Messages this node multicast at its previous visit (its share of `fcc`).
     my_last_sent: u32,
     /// Backlog this node reported at its previous visit.
@@ -285,12 +288,18 @@ impl Srp {
             if let Some(tok) = self.tk.held.take() {
                 self.timers.cancel(Timer::Hold);
                 self.forward_token(now, tok);
-            } else if was_empty && self.tk.idle_rotations >= self.cfg.seqno_unchanged_const {
+            } else if was_empty
+                && self.tk.idle_rotations >= self.cfg.seqno_unchanged_const
+                && self.idle_long_enough(now, self.cfg.idle_before_hold_min_ms / 2)
+            {
                 // The representative holds only after MORE than seqno_unchanged_const idle
                 // visits (see `on_token`), and no node's count lags the representative's by
                 // more than one visit, so every node that may find the token held sends the
                 // cancel (corosync: `my_seq_unchanged >= seqno_unchanged_const` on non-reps,
-                // `>` on the rep, `exec/totemsrp.c` message_handler_orf_token).
+                // `>` on the rep, `exec/totemsrp.c` message_handler_orf_token). The same holds
+                // for the idle time (`idle_before_hold_min_ms`), which nodes see start within
+                // one rotation of each other: a rotation longer than half of it makes the
+                // rotation count the stricter rule, so half of it is a safe margin.
                 self.send(
                     Dest::All,
                     Body::TokenHoldCancel {
@@ -429,6 +438,14 @@ impl Srp {
         }
     }
 
+    /// Whether the ring has been idle for `min_ms` (see `TotemConfig::idle_before_hold_min_ms`).
+    /// A ring of one passes its token to itself within one call, at one `now`: there only the
+    /// rotation count applies, or the token would circle forever.
+    fn idle_long_enough(&self, now: MonoTime, min_ms: u64) -> bool {
+        self.ring.members.len() <= 1
+            || now.saturating_since(self.tk.busy_at) >= Duration::from_millis(min_ms)
+    }
+
     // ----- plumbing -----
 
     fn send(&mut self, to: Dest, body: Body) {
@@ -472,6 +489,7 @@ impl Srp {
                     // arrives (the cancel may overtake the token); as corosync's
                     // message_handler_token_hold_cancel (`my_seq_unchanged = 0`).
                     self.tk.idle_rotations = 0;
+                    self.tk.busy_at = now;
                     if let Some(tok) = self.tk.held.take() {
                         self.timers.cancel(Timer::Hold);
                         self.forward_token(now, tok);
@@ -650,6 +668,7 @@ impl Srp {
             self.tk.idle_rotations = self.tk.idle_rotations.saturating_add(1);
         } else {
             self.tk.idle_rotations = 0;
+            self.tk.busy_at = now;
         }
         self.tk.prev_aru = tok.aru;
         self.tk.prev_seq = tok.seq;
@@ -688,6 +707,7 @@ impl Srp {
         let hold = self.state == State::Operational
             && is_rep
             && self.tk.idle_rotations > self.cfg.seqno_unchanged_const
+            && self.idle_long_enough(now, self.cfg.idle_before_hold_min_ms)
             && self.packer.is_empty()
             && !tok.install
             && (!self.cfg.cancel_token_hold_on_retransmit || tok.rtr.is_empty());
