@@ -1,5 +1,6 @@
-//! The core thread: the only owner of the Totem state machine, votequorum, the process groups and
-//! the control socket's connections.
+//! The core: the Totem state machine, votequorum, the process groups and the control socket's
+//! connections, behind one mutex. The core thread runs it for everything; a link reactor that
+//! received a small batch runs it for those frames when it is free (see [`Core::run`]).
 //!
 //! It sleeps in one `poll` on the link set's wake-up descriptor, a waker (signals, the qdevice
 //! thread) and the control socket with its connections, with the earliest protocol deadline as
