@@ -41,9 +41,10 @@ pub const FAIL_RECV_CONST_DEFAULT: u32 = 2500;
 pub const SEQNO_UNCHANGED_CONST_DEFAULT: u32 = 30;
 /// Departure: the least time the ring must have been idle (besides `seqno_unchanged_const` idle
 /// rotations) before the representative holds the token. corosync counts rotations only; its
-/// rotation on a LAN takes 300-450 µs (our end-to-end benchmark's three nodes), so its 30
-/// rotations mean 9-14 ms of silence. totemd's rotation there takes about 115 µs, and 30 of them
-/// (3.5 ms) are not an idle ring: with rotations alone, a light steady load (a few hundred
+/// rotation on a LAN takes about 330 µs (the end-to-end benchmark's three nodes at its light
+/// load, from the frames counted per second; benches/README.md), so its 30 rotations mean about
+/// 10 ms of silence. totemd's rotation there takes 85-115 µs, and 30 of them (about 3 ms) are
+/// not an idle ring: with rotations alone, a light steady load (a few hundred
 /// messages per second) found the token held at most messages, and every such message waited
 /// for a token-hold cancel to reach the representative and the token to come round. Holding
 /// after the same silence as corosync keeps what the hold is for (no token spinning on a quiet
