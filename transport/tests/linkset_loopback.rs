@@ -506,3 +506,74 @@ fn path_mtu_below_the_largest_frame_is_found_from_the_kernels_refusal() {
         assert!((1300..=1424).contains(&mtu), "data MTU {mtu}");
     }
 }
+
+#[test]
+fn an_inline_consumer_takes_small_batches_on_the_reactor_and_can_decline() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    for backend in BACKENDS {
+        let mut sets = two_nodes(backend, LinkMode::Passive, [1, 1]);
+        let b = Arc::new(sets.pop().unwrap());
+        let a = sets.pop().unwrap();
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&a, &mut la, &[(2, 0), (2, 1)]);
+        wait_links_up(&b, &mut lb, &[(1, 0), (1, 1)]);
+        // What the consumer took, with the name of the thread that ran it.
+        type Taken = Vec<(String, Vec<u8>)>;
+        let taken: Arc<Mutex<Taken>> = Arc::default();
+        let decline = Arc::new(AtomicBool::new(false));
+        let consumer = {
+            let (b, taken, decline) = (Arc::clone(&b), Arc::clone(&taken), Arc::clone(&decline));
+            Arc::new(move || {
+                if decline.load(Ordering::SeqCst) {
+                    return false;
+                }
+                let thread = std::thread::current().name().unwrap_or("").to_string();
+                while let Some(event) = b.recv(None) {
+                    if let Event::Message { data, .. } = event {
+                        taken.lock().unwrap().push((thread.clone(), data));
+                    }
+                }
+                true
+            })
+        };
+        b.set_inline_consumer(Some(consumer));
+        // One frame at a time: each is a batch of one, which the reactor hands over itself.
+        for i in 0..20u32 {
+            a.send(Dest::Node(2), &i.to_le_bytes()).unwrap();
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            while taken.lock().unwrap().len() <= i as usize {
+                assert!(
+                    std::time::Instant::now() < end,
+                    "{backend:?}: message {i} not taken"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let got = taken.lock().unwrap().clone();
+        let want: Vec<Vec<u8>> = (0..20u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        assert_eq!(got.iter().map(|t| t.1.clone()).collect::<Vec<_>>(), want);
+        assert!(
+            got.iter()
+                .all(|(thread, _)| thread.starts_with("totem-link")),
+            "{backend:?}: taken on {:?}",
+            got.iter().map(|t| &t.0).collect::<Vec<_>>()
+        );
+        // Declined: the frames wait for the consumer's own thread, as without an inline one.
+        decline.store(true, Ordering::SeqCst);
+        for i in 20..25u32 {
+            a.send(Dest::Node(2), &i.to_le_bytes()).unwrap();
+        }
+        let mut log = Log::default();
+        assert!(pump(&b, &mut log, Duration::from_secs(5), |l| l
+            .messages()
+            .len()
+            >= 5));
+        let late: Vec<Vec<u8>> = log.messages().into_iter().map(|m| m.3).collect();
+        let want: Vec<Vec<u8>> = (20..25u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        assert_eq!(late, want, "{backend:?}");
+        assert_eq!(taken.lock().unwrap().len(), 20, "{backend:?}");
+        // Removing it breaks the cycle (the consumer holds the link set).
+        b.set_inline_consumer(None);
+    }
+}
