@@ -422,6 +422,13 @@ struct Reactor {
 impl Reactor {
     fn run(mut self, mut io: LinkIo) {
         while !self.stop.load(Ordering::SeqCst) {
+            if !self.control.is_empty() {
+                // Frames queued before a peer change go to the peers they were queued for: a
+                // node that a configuration change removes must still get the frames that carry
+                // the change (the sender applies it as soon as it delivers its own message,
+                // which is before this reactor sends that message).
+                self.send_queued(&mut io, self.tx.len());
+            }
             while let Some(control) = self.control.pop() {
                 match control {
                     Control::SetPeers(peers) => self.set_peers(peers, self.shared.now()),
@@ -672,6 +679,17 @@ impl Reactor {
             bump(&self.shared.counters.tx_errors);
             self.shared.pool.give(buf);
             None
+        }
+    }
+
+    /// Seals and sends the next `frames` queued frames, a batch at a time.
+    fn send_queued(&mut self, io: &mut LinkIo, frames: usize) {
+        let mut left = frames;
+        while left > 0 && !self.tx.is_empty() {
+            let before = self.tx.len();
+            self.drain_tx();
+            self.flush(io);
+            left = left.saturating_sub(before.saturating_sub(self.tx.len()).max(1));
         }
     }
 

@@ -577,3 +577,28 @@ fn an_inline_consumer_takes_small_batches_on_the_reactor_and_can_decline() {
         b.set_inline_consumer(None);
     }
 }
+
+#[test]
+fn frames_queued_before_a_peer_is_removed_still_reach_it() {
+    // A configuration change that removes a node is applied by its sender as soon as it delivers
+    // its own message, before the link reactor sends that message: the removed node must still
+    // get it, or it never learns it was removed.
+    for backend in BACKENDS {
+        let sets = two_nodes(backend, LinkMode::Passive, [1, 1]);
+        let (mut la, mut lb) = (Log::default(), Log::default());
+        wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
+        wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+        sets[0]
+            .send_deferred(Dest::AllPeers, b"you are removed")
+            .unwrap();
+        sets[0].set_peers(Vec::new()).unwrap();
+        sets[0].flush();
+        assert!(
+            pump(&sets[1], &mut lb, Duration::from_secs(3), |l| !l
+                .messages()
+                .is_empty()),
+            "{backend:?}: the removed node did not get the frame queued before its removal"
+        );
+        assert_eq!(lb.messages()[0].3, b"you are removed", "{backend:?}");
+    }
+}
