@@ -106,7 +106,7 @@ pub(crate) struct PeerLinks {
 /// (a token and a message or two per batch) gains most from it: the hand-off to the consumer's
 /// thread is most of a Totem hop there. Larger batches go to the consumer's thread as before, so
 /// under load the reactor goes back to its socket at once and the two threads work side by
-/// side; running them inline measured 7-10 % fewer agreed messages per second
+/// side; running them inline measured 7-10 % fewer agreed messages per second in one-off runs
 /// (`benches/README.md`).
 pub(crate) const INLINE_BATCH_MAX: usize = 4;
 
@@ -439,10 +439,7 @@ impl Reactor {
             self.flush(&mut io);
             self.publish_snapshot(false);
             self.log_io_stats(&io);
-            let queued = std::mem::take(&mut self.pushed_for_consumer);
-            if queued > 0 {
-                self.shared.hand_over(queued);
-            }
+            self.hand_over();
             let deadline = self.next_deadline();
             self.idle.store(true, Ordering::SeqCst);
             let busy =
@@ -458,10 +455,7 @@ impl Reactor {
             // Received frames go to the consumer at once, before this reactor's timers and
             // sends: with an inline consumer, the frames it queues in answer (the token, on to
             // the next node) leave in this same turn of the loop.
-            let queued = std::mem::take(&mut self.pushed_for_consumer);
-            if queued > 0 {
-                self.shared.hand_over(queued);
-            }
+            self.hand_over();
         }
         // Going away: the policy must stop using this link.
         for peer in &self.peers {
@@ -682,20 +676,34 @@ impl Reactor {
         }
     }
 
-    /// Seals and sends the next `frames` queued frames, a batch at a time.
-    fn send_queued(&mut self, io: &mut LinkIo, frames: usize) {
-        let mut left = frames;
-        while left > 0 && !self.tx.is_empty() {
-            let before = self.tx.len();
-            self.drain_tx();
-            self.flush(io);
-            left = left.saturating_sub(before.saturating_sub(self.tx.len()).max(1));
+    /// Hands what this reactor queued since the last hand-over to the consumer.
+    fn hand_over(&mut self) {
+        let queued = std::mem::take(&mut self.pushed_for_consumer);
+        if queued > 0 {
+            self.shared.hand_over(queued);
         }
     }
 
-    fn drain_tx(&mut self) {
+    /// Seals and sends the next `frames` queued frames, a batch at a time.
+    fn send_queued(&mut self, io: &mut LinkIo, frames: usize) {
+        let mut left = frames;
+        while left > 0 {
+            let taken = self.drain_tx();
+            if taken == 0 {
+                break;
+            }
+            self.flush(io);
+            left = left.saturating_sub(taken);
+        }
+    }
+
+    /// Seals the queued frames into the outgoing batch until it is full; returns how many
+    /// frames it took from the queue.
+    fn drain_tx(&mut self) -> usize {
+        let mut taken = 0;
         while self.out.len() < self.batch_max {
             let Some(frame) = self.tx.pop() else { break };
+            taken += 1;
             let header = Header {
                 link_number: self.link,
                 ..frame.header
@@ -717,6 +725,7 @@ impl Reactor {
                 self.shared.pool.give(buf);
             }
         }
+        taken
     }
 
     fn flush(&mut self, io: &mut LinkIo) {

@@ -33,6 +33,19 @@ fn two_nodes(
     ])
 }
 
+/// [`two_nodes`] with both links up on both sides, and each side's log so far.
+fn two_nodes_up(
+    backend: totem_transport::io::Backend,
+    mode: LinkMode,
+    prio: [u8; 2],
+) -> (Vec<totem_transport::linkset::LinkSet>, Log, Log) {
+    let sets = two_nodes(backend, mode, prio);
+    let (mut la, mut lb) = (Log::default(), Log::default());
+    wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
+    wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+    (sets, la, lb)
+}
+
 #[test]
 fn data_flows_on_the_preferred_link() {
     for backend in BACKENDS {
@@ -82,10 +95,7 @@ fn data_flows_on_the_preferred_link() {
 #[test]
 fn active_mode_delivers_each_message_once() {
     for backend in BACKENDS {
-        let sets = two_nodes(backend, LinkMode::Active, [1, 1]);
-        let (mut la, mut lb) = (Log::default(), Log::default());
-        wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
-        wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+        let (sets, _, mut lb) = two_nodes_up(backend, LinkMode::Active, [1, 1]);
         for i in 0..50u32 {
             sets[0].send(Dest::AllPeers, &i.to_le_bytes()).unwrap();
         }
@@ -512,12 +522,9 @@ fn an_inline_consumer_takes_small_batches_on_the_reactor_and_can_decline() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     for backend in BACKENDS {
-        let mut sets = two_nodes(backend, LinkMode::Passive, [1, 1]);
+        let (mut sets, _, _) = two_nodes_up(backend, LinkMode::Passive, [1, 1]);
         let b = Arc::new(sets.pop().unwrap());
         let a = sets.pop().unwrap();
-        let (mut la, mut lb) = (Log::default(), Log::default());
-        wait_links_up(&a, &mut la, &[(2, 0), (2, 1)]);
-        wait_links_up(&b, &mut lb, &[(1, 0), (1, 1)]);
         // What the consumer took, with the name of the thread that ran it.
         type Taken = Vec<(String, Vec<u8>)>;
         let taken: Arc<Mutex<Taken>> = Arc::default();
@@ -584,10 +591,7 @@ fn frames_queued_before_a_peer_is_removed_still_reach_it() {
     // its own message, before the link reactor sends that message: the removed node must still
     // get it, or it never learns it was removed.
     for backend in BACKENDS {
-        let sets = two_nodes(backend, LinkMode::Passive, [1, 1]);
-        let (mut la, mut lb) = (Log::default(), Log::default());
-        wait_links_up(&sets[0], &mut la, &[(2, 0), (2, 1)]);
-        wait_links_up(&sets[1], &mut lb, &[(1, 0), (1, 1)]);
+        let (sets, _, mut lb) = two_nodes_up(backend, LinkMode::Passive, [1, 1]);
         sets[0]
             .send_deferred(Dest::AllPeers, b"you are removed")
             .unwrap();
